@@ -1,0 +1,31 @@
+"""collapse_theory: JIT-compiled, vmapped JAX simulators of model collapse, checked against exact theory.
+
+Flat public API::
+
+    from collapse_theory import Gaussian, Replace, Accumulate, simulate
+    res = simulate(0, Gaussian(dim=1, ddof=1), Replace(), num_chains=4096, num_generations=100,
+                   num_samples=10, path="exact")
+    res.mean("log_variance"), res.se("log_variance")
+"""
+
+__version__ = "0.1.0"
+
+import os as _os
+
+# OpenBLAS (which LAPACK calls on CPU reach through SciPy) deadlocks when several XLA worker threads call it
+# at once with its own thread pool on: a vmapped scan with QR, SVD and triangular solves then hangs. One
+# OpenBLAS thread per call is also the fastest setting for the small matrices used here. This must be set
+# before SciPy loads OpenBLAS; an explicit user setting is kept.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from . import keys as keys, schedules as schedules, theory as theory
+from .models import Gaussian as Gaussian, GaussianParams as GaussianParams, GaussianStats as GaussianStats
+from .regimes import (
+    Accumulate as Accumulate,
+    AccumulateSubsample as AccumulateSubsample,
+    FreshFraction as FreshFraction,
+    Replace as Replace,
+    ReplaceGrown as ReplaceGrown,
+)
+from .schedules import Constant as Constant, Linear as Linear, PowerLaw as PowerLaw
+from .simulate import SimulationResult as SimulationResult, simulate as simulate

@@ -1,0 +1,164 @@
+"""Result files: ``.npz`` arrays plus a human-readable ``.json`` sidecar, both written atomically.
+
+Every file records the configuration, the integer seed, the package/JAX/NumPy/SciPy versions, the backend and
+device, and whether x64 was on. Arrays use the axis order ``(generation, chain, ...)``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def to_jsonable(obj):
+    """Convert dataclass dicts / NumPy scalars / tuples into JSON-ready values."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def _git_describe() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def collect_metadata(seed=None, **extra) -> dict:
+    """Versions, backend, x64 flag, seed and time of a run."""
+    import jax
+    import scipy
+
+    from . import __version__
+
+    devices = jax.devices()
+    meta = {
+        "collapse_theory": __version__,
+        "git": _git_describe(),
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "jaxlib": getattr(__import__("jaxlib"), "__version__", None),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "platform": platform.platform(),
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "x64": bool(jax.config.jax_enable_x64),
+        "prng": "threefry2x32",
+        "seed": None if seed is None else int(seed),
+        "argv": list(sys.argv),
+        "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(to_jsonable(extra))
+    return meta
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _flatten(prefix, tree, out):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            _flatten(f"{prefix}/{k}" if prefix else str(k), v, out)
+    elif isinstance(tree, (tuple, list)):
+        for i, v in enumerate(tree):
+            _flatten(f"{prefix}/{i}", v, out)
+    else:
+        out[prefix] = np.asarray(tree)
+
+
+def save_result(result, path) -> None:
+    """Save a :class:`~collapse_theory.simulate.SimulationResult` to ``path`` (.npz) + ``path.json``."""
+    import io as _pyio
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
+    arrays: dict[str, np.ndarray] = {}
+    _flatten("summary", result.summary, arrays)
+    if result.trajectories is not None:
+        _flatten("trajectories", result.trajectories, arrays)
+    params = result.final_params
+    if hasattr(params, "_asdict"):
+        params = params._asdict()
+    _flatten("final_params", params, arrays)
+    arrays["generations"] = np.asarray(result.generations)
+    arrays["quantile_levels"] = np.asarray(result.quantile_levels)
+    meta = {
+        "config": result.config,
+        "metadata": result.metadata,
+        "dims": {"summary/*/mean": ["generation"], "summary/*/quantiles": ["generation", "quantile"],
+                 "trajectories/*": ["generation", "chain"], "final_params/*": ["chain", "..."]},
+    }
+    text = json.dumps(to_jsonable(meta), indent=2, sort_keys=True)
+    buf = _pyio.BytesIO()
+    np.savez_compressed(buf, meta=np.array(text), **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_text(path.with_suffix(".json"), text + "\n")
+
+
+def load_result(cls, path):
+    """Inverse of :func:`save_result` (final parameters come back as a dict of arrays)."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        summary: dict = {}
+        trajectories: dict | None = None
+        params: dict = {}
+        for name in f.files:
+            parts = name.split("/")
+            if parts[0] == "summary":
+                summary.setdefault(parts[1], {})[parts[2]] = f[name]
+            elif parts[0] == "trajectories":
+                trajectories = trajectories or {}
+                trajectories[parts[1]] = f[name]
+            elif parts[0] == "final_params":
+                params["/".join(parts[1:])] = f[name]
+        return cls(
+            generations=f["generations"],
+            summary=summary,
+            quantile_levels=f["quantile_levels"],
+            trajectories=trajectories,
+            final_params=params,
+            config=meta["config"],
+            metadata=meta["metadata"],
+        )

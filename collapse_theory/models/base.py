@@ -1,0 +1,66 @@
+r"""The model protocols the engine runs.
+
+A **model** is a frozen dataclass of static hyperparameters (dimensions, estimator convention, optimiser
+settings). Its parameters are an explicit pytree, never stored on the object. Every method is pure and
+vmappable over chains; keys come first.
+
+Sample-level path (every model):
+
+* ``init(key) -> params``: parameters to start a chain from when the real data is a dataset (a VAE's random
+  network, a GMM's initial means). Chains whose real source is a known distribution start from it instead.
+* ``sample(key, params, n) -> data``: ``n`` (static) draws, leading axis ``n``; data may be any pytree of arrays.
+* ``fit(key, data, weights, params) -> params``: fit on ``data`` with non-negative **frequency weights**
+  (weight 2 means the row counts twice; weight 0 means absent), so that fixed-size buffers and masks express
+  every regime. ``params`` is the current model: closed-form fits ignore it; iterative fits (EM, optax training)
+  may start from it or from a fresh initialisation, as the model documents.
+* ``metrics(params, reference) -> dict[str, Array]``: per-chain scalar observables. ``reference`` is what the
+  metrics compare against (the true parameters, held-out real data).
+* ``min_samples``: the smallest training-set size ``fit`` accepts (2 for an unbiased variance).
+
+Exact path (families with sufficient statistics), in addition:
+
+* ``sample_stats(key, params, n) -> stats``: the sufficient statistics of ``n`` i.i.d. draws, drawn exactly in
+  O(1) random numbers per chain; ``n`` may be a traced integer.
+* ``empty_stats(like) -> stats``, ``combine_stats(a, b) -> stats``: the statistics of an empty sample and of the
+  union of two samples (accumulation is a running combination).
+* ``fit_from_stats(stats) -> params``: the same estimator as ``fit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+
+Params = Any
+Stats = Any
+Data = Any
+
+
+@runtime_checkable
+class Model(Protocol):
+    min_samples: int
+
+    def init(self, key: jax.Array) -> Params: ...
+
+    def sample(self, key: jax.Array, params: Params, n: int) -> Data: ...
+
+    def fit(self, key: jax.Array, data: Data, weights: jax.Array, params: Params) -> Params: ...
+
+    def metrics(self, params: Params, reference: Any) -> dict[str, jax.Array]: ...
+
+
+@runtime_checkable
+class ExactModel(Model, Protocol):
+    def sample_stats(self, key: jax.Array, params: Params, n: jax.Array) -> Stats: ...
+
+    def empty_stats(self, like: Params) -> Stats: ...
+
+    def combine_stats(self, a: Stats, b: Stats) -> Stats: ...
+
+    def fit_from_stats(self, stats: Stats) -> Params: ...
+
+
+def has_exact_path(model) -> bool:
+    """Whether ``model`` offers the sufficient-statistic methods of the exact path."""
+    return all(hasattr(model, name) for name in ("sample_stats", "empty_stats", "combine_stats", "fit_from_stats"))

@@ -1,0 +1,314 @@
+r"""Gaussian fitting chains in :math:`d \ge 1` dimensions, on both the sample-level and the exact path.
+
+Each generation fits a Gaussian by the sample mean and the sample covariance with an explicit ``ddof``,
+
+.. math::
+   \hat\mu = \frac{\sum_i w_i x_i}{\sum_i w_i}, \qquad
+   \hat\Sigma = \frac{\sum_i w_i (x_i-\hat\mu)(x_i-\hat\mu)^\top}{\sum_i w_i - \mathrm{ddof}},
+
+(``ddof=0``: maximum likelihood, as in Shumailov et al.'s released code and Kazdan et al.; ``ddof=1``: unbiased,
+as in Shumailov et al.'s Theorem 3.1), with frequency weights :math:`w_i`.
+
+**Log-scale, standardised state.** The covariance is carried as :math:`\Sigma = e^{2s} F F^\top` with ``F`` lower
+triangular of unit Frobenius norm and ``s = log_scale``. A replace chain's variance decays like
+:math:`e^{-t/(M-1)}`, below float32's smallest normal after a few hundred generations at M = 10; carrying
+:math:`s` keeps :math:`\log\sigma^2` exact there (THEORY.md §14.6). ``F`` may be singular (``M \le d``): its zero
+diagonal entries mark the collapsed directions.
+
+**Exact path.** For M i.i.d. draws :math:`x_j = \mu + e^{s} F z_j`, the sufficient statistics are drawn without
+the samples: :math:`\bar x = \mu + e^{s} F \bar z` with :math:`\sqrt M \bar z \sim N(0, I_d)`, and the scatter
+:math:`\sum_j (x_j-\bar x)(x_j-\bar x)^\top = e^{2s} F W F^\top`, :math:`W \sim \mathrm{Wishart}_d(M-1, I)`,
+with :math:`W = B B^\top` by the Bartlett decomposition: :math:`B_{ii}^2 \sim \chi^2_{M-1-i}` (0-based ``i``),
+:math:`B_{ij} \sim N(0,1)` below the diagonal. When :math:`M-1 < d` the same formula with the diagonal and the
+columns :math:`j \ge M-1` set to zero is the Cholesky factor of the singular Wishart matrix. One generation then
+costs :math:`d(d+3)/2` random numbers whatever M is. Statistics combine by Chan's pooled formula, so
+accumulation is a running sum.
+
+Theory: :mod:`collapse_theory.theory.gaussian` (THEORY.md §2.1–2.4).
+
+References:
+  Shumailov et al., "AI models collapse when trained on recursively generated data", Nature 631 (2024), Thm 3.1
+  and SI §3.1.1; Kazdan et al., "Collapse or Thrive?" (arXiv 2410.16713), the Gaussian workflow.
+
+Examples:
+  >>> import jax
+  >>> from collapse_theory.models import Gaussian
+  >>> model = Gaussian(dim=1, ddof=1)
+  >>> truth = model.params(mean=0.0, cov=1.0)
+  >>> x = model.sample(jax.random.key(0), truth, 100)
+  >>> x.shape
+  (100, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import ndtr
+
+
+class GaussianParams(NamedTuple):
+    r""":math:`N(\mathrm{mean}, e^{2\,\mathrm{log\_scale}} F F^\top)`; shapes (d,), (d, d), ()."""
+
+    mean: jax.Array
+    factor: jax.Array
+    log_scale: jax.Array
+
+
+class GaussianStats(NamedTuple):
+    r"""Sufficient statistics: count, sample mean (d,), scatter :math:`e^{2\,\mathrm{log\_scale}} F F^\top`."""
+
+    count: jax.Array
+    mean: jax.Array
+    factor: jax.Array
+    log_scale: jax.Array
+
+
+def _normalise(lower: jax.Array, log_scale: jax.Array):
+    """Rescale a factor to unit Frobenius norm, moving its size into ``log_scale`` (zero factor: scale -inf)."""
+    norm = jnp.sqrt(jnp.sum(lower**2))
+    safe = jnp.where(norm > 0, norm, 1.0)
+    return lower / safe, jnp.where(norm > 0, log_scale + jnp.log(safe), -jnp.inf)
+
+
+def _scatter_factor(rows: jax.Array, dim: int) -> jax.Array:
+    """Lower-triangular ``L`` (d, d) with ``L L^T = rows^T rows``, by QR (no squaring; singular allowed)."""
+    r = jnp.linalg.qr(rows, mode="r")
+    if r.shape[0] < dim:
+        r = jnp.concatenate([r, jnp.zeros((dim - r.shape[0], dim), r.dtype)])
+    return r.T
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian:
+    r"""Gaussian refitted by sample mean and covariance with an explicit ``ddof``.
+
+    Args:
+      dim: dimension d.
+      ddof: 0 (maximum likelihood, divide by :math:`\sum w`) or 1 (unbiased, divide by :math:`\sum w - 1`).
+      tail_k: ``tail_mass`` is :math:`P_{\rm model}(|X_1-\mu_{0,1}| > k\,\sigma_{0,1})` on the first coordinate.
+      collapse_threshold: a chain counts as ``collapsed`` when :math:`\sqrt{\mathrm{tr}\Sigma/\mathrm{tr}\Sigma_0}`
+        is below this (Shumailov's :math:`\sigma_n < 10^{-3}\sigma`).
+    """
+
+    dim: int
+    ddof: int
+    tail_k: float = 3.0
+    collapse_threshold: float = 1e-3
+
+    def __post_init__(self):
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+            raise ValueError(f"dim={self.dim!r} is out of range: need an int dim >= 1")
+        if self.ddof not in (0, 1) or isinstance(self.ddof, bool):
+            raise ValueError(f"ddof={self.ddof!r} is out of range: need ddof in {{0, 1}}")
+        if not (math.isfinite(self.tail_k) and self.tail_k > 0):
+            raise ValueError(f"tail_k={self.tail_k!r} is out of range: need a finite tail_k > 0")
+        if not (math.isfinite(self.collapse_threshold) and 0 < self.collapse_threshold < 1):
+            raise ValueError(f"collapse_threshold={self.collapse_threshold!r} is out of range: need 0 < value < 1")
+
+    @property
+    def min_samples(self) -> int:
+        """An unbiased covariance (ddof=1) needs two samples; the MLE needs one."""
+        return self.ddof + 1
+
+    # ----------------------------------------------------------------- parameters
+    def params(self, mean=0.0, cov=1.0) -> GaussianParams:
+        """Parameters of :math:`N(\\mathrm{mean}, \\mathrm{cov})`; scalars broadcast (``cov`` scalar = σ² I)."""
+        d = self.dim
+        mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), (d,))
+        cov = np.asarray(cov, dtype=np.float64)
+        if cov.ndim == 0:
+            cov = cov * np.eye(d)
+        elif cov.ndim == 1:
+            cov = np.diag(cov)
+        if cov.shape != (d, d):
+            raise ValueError(f"cov has shape {cov.shape}: need ({d}, {d}) for dim={d}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+            raise ValueError("mean and cov must be finite")
+        if not np.allclose(cov, cov.T):
+            raise ValueError("cov must be symmetric")
+        try:
+            lower = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"cov must be positive definite; its eigenvalues are {np.linalg.eigvalsh(cov)}") from None
+        norm = np.linalg.norm(lower)
+        dtype = jnp.zeros(()).dtype
+        return GaussianParams(
+            jnp.asarray(mean, dtype), jnp.asarray(lower / norm, dtype), jnp.asarray(np.log(norm), dtype)
+        )
+
+    @staticmethod
+    def covariance(params: GaussianParams) -> jax.Array:
+        """:math:`e^{2s} F F^\\top` (may underflow in long chains: prefer the log-scale metrics)."""
+        f = params.factor
+        return jnp.exp(2 * params.log_scale) * f @ f.T
+
+    def init(self, key: jax.Array) -> GaussianParams:
+        """Standard normal N(0, I): the starting point of chains whose real data is a dataset."""
+        del key
+        return self.params(0.0, 1.0)
+
+    # ----------------------------------------------------------------- sample-level path
+    def sample(self, key: jax.Array, params: GaussianParams, n: int) -> jax.Array:
+        """``n`` draws :math:`\\mu + e^{s} F z`, shape (n, d)."""
+        if self.dim == 1:
+            z = jax.random.normal(key, (n,), params.mean.dtype)
+            return (params.mean[0] + jnp.exp(params.log_scale) * params.factor[0, 0] * z)[:, None]
+        z = jax.random.normal(key, (self.dim, n), params.mean.dtype)  # long axis last: faster on CPU
+        return (params.mean[:, None] + jnp.exp(params.log_scale) * (params.factor @ z)).T
+
+    def fit(self, key, data: jax.Array, weights: jax.Array, params=None) -> GaussianParams:
+        """Weighted mean and covariance (divisor :math:`\\sum w - \\mathrm{ddof}`); ``key``/``params`` unused."""
+        del key, params
+        total = jnp.sum(weights)
+        mean = weights @ data / total
+        centred = data - mean[None, :]
+        log_denominator = 0.5 * jnp.log(total - self.ddof)
+        if self.dim == 1:
+            ss = jnp.sum(weights * centred[:, 0] ** 2)
+            factor = jnp.ones((1, 1), data.dtype)
+            return GaussianParams(mean, factor, 0.5 * jnp.log(ss) - log_denominator)
+        lower = _scatter_factor(jnp.sqrt(weights)[:, None] * centred, self.dim)
+        factor, log_scale = _normalise(lower, -log_denominator)
+        return GaussianParams(mean, factor, log_scale)
+
+    # ----------------------------------------------------------------- exact path
+    def sample_stats(self, key: jax.Array, params: GaussianParams, n: jax.Array) -> GaussianStats:
+        """Exact sufficient statistics of ``n`` draws (``n`` may be traced), by (z̄, Bartlett)."""
+        d, dtype = self.dim, params.mean.dtype
+        k_mean, k_diag, k_off = jax.random.split(key, 3)
+        n = jnp.asarray(n, dtype)
+        z = jax.random.normal(k_mean, (d,), dtype)
+        scale = jnp.exp(params.log_scale)
+        mean = params.mean + scale * (params.factor @ z) / jnp.sqrt(jnp.maximum(n, 1.0))
+        dof = n - 1 - jnp.arange(d, dtype=dtype)  # chi-square degrees of freedom of the Bartlett diagonal
+        log_chi2 = jnp.log(2.0) + jax.random.loggamma(k_diag, jnp.maximum(dof, 1.0) / 2, dtype=dtype)
+        half_log_diag = jnp.where(dof > 0, 0.5 * log_chi2, -jnp.inf)
+        if d == 1:
+            return GaussianStats(n, mean, jnp.ones((1, 1), dtype), params.log_scale + half_log_diag[0])
+        columns_alive = jnp.arange(d) < n - 1
+        below = jnp.tril(jax.random.normal(k_off, (d, d), dtype), -1) * columns_alive[None, :]
+        bartlett = below + jnp.diag(jnp.exp(half_log_diag))
+        factor, log_scale = _normalise(params.factor @ bartlett, params.log_scale)
+        return GaussianStats(n, mean, factor, log_scale)
+
+    def empty_stats(self, like: GaussianParams) -> GaussianStats:
+        dtype = like.mean.dtype
+        d = self.dim
+        return GaussianStats(
+            jnp.zeros((), dtype), jnp.zeros((d,), dtype), jnp.zeros((d, d), dtype), jnp.full((), -jnp.inf, dtype)
+        )
+
+    def combine_stats(self, a: GaussianStats, b: GaussianStats) -> GaussianStats:
+        r"""Pooled statistics (Chan et al.): :math:`S = S_a + S_b + \frac{n_a n_b}{n}\delta\delta^\top`."""
+        n = a.count + b.count
+        safe_n = jnp.maximum(n, 1.0)
+        delta = b.mean - a.mean
+        mean = a.mean + delta * (b.count / safe_n)
+        half_log_cross = 0.5 * jnp.log(a.count * b.count / safe_n)
+        if self.dim == 1:
+            terms = jnp.stack([2 * a.log_scale, 2 * b.log_scale, 2 * half_log_cross + 2 * jnp.log(jnp.abs(delta[0]))])
+            log_scale = 0.5 * _logsumexp(terms)
+            return GaussianStats(n, mean, jnp.ones((1, 1), mean.dtype), log_scale)
+        log_abs_delta = jnp.log(jnp.abs(delta))
+        top = jnp.max(jnp.stack([a.log_scale, b.log_scale, half_log_cross + jnp.max(log_abs_delta)]))
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        cross_row = jnp.sign(delta) * jnp.exp(half_log_cross + log_abs_delta - top)
+        rows = jnp.concatenate(
+            [jnp.exp(a.log_scale - top) * a.factor.T, jnp.exp(b.log_scale - top) * b.factor.T, cross_row[None, :]]
+        )
+        factor, log_scale = _normalise(_scatter_factor(rows, self.dim), top)
+        return GaussianStats(n, mean, factor, log_scale)
+
+    def fit_from_stats(self, stats: GaussianStats) -> GaussianParams:
+        """The estimator of :meth:`fit` from sufficient statistics."""
+        return GaussianParams(stats.mean, stats.factor, stats.log_scale - 0.5 * jnp.log(stats.count - self.ddof))
+
+    # ----------------------------------------------------------------- observables
+    def metrics(self, params: GaussianParams, reference: GaussianParams) -> dict[str, jax.Array]:
+        r"""Per-chain observables against the truth ``reference`` (all in log scale where they can underflow).
+
+        ``sq_mean_error`` :math:`\|\mu-\mu_0\|^2`; ``trace_ratio``/``log_trace_ratio``
+        :math:`\mathrm{tr}\Sigma/\mathrm{tr}\Sigma_0`; ``det_ratio``/``log_det_ratio``; ``w2_squared``
+        :math:`W_2^2(N(\mu,\Sigma), N(\mu_0,\Sigma_0))` in closed form; ``kl_truth_model``
+        :math:`KL(P_0\|P)` (+inf once Σ is singular), ``kl_model_truth`` :math:`KL(P\|P_0)`; ``tail_mass``; ``collapsed``
+        (0/1). In one dimension also ``variance``, ``log_variance``, ``std`` and ``abs_mean_error``.
+        """
+        d = self.dim
+        f, s = params.factor, params.log_scale
+        f0, s0 = reference.factor, reference.log_scale
+        delta = params.mean - reference.mean
+        log_tr = 2 * s + jnp.log(jnp.sum(f**2))
+        log_tr0 = 2 * s0 + jnp.log(jnp.sum(f0**2))
+        log_det = 2 * d * s + 2 * jnp.sum(jnp.log(jnp.abs(jnp.diag(f))))
+        log_det0 = 2 * d * s0 + 2 * jnp.sum(jnp.log(jnp.abs(jnp.diag(f0))))
+        sq_mean_error = jnp.sum(delta**2)
+        if d == 1:
+            sigma = jnp.exp(s) * jnp.abs(f[0, 0])
+            sigma0 = jnp.exp(s0) * jnp.abs(f0[0, 0])
+            w2 = sq_mean_error + (sigma - sigma0) ** 2
+        else:
+            singular_values = jnp.linalg.svd(f0.T @ f, compute_uv=False)
+            w2 = sq_mean_error + jnp.exp(log_tr) + jnp.exp(log_tr0) - 2 * jnp.exp(s + s0) * jnp.sum(singular_values)
+            w2 = jnp.maximum(w2, 0.0)
+        finite = jnp.isfinite(log_det)
+        safe_f = jnp.where(finite, f, jnp.eye(d, dtype=f.dtype))
+        inv_f_f0 = solve_triangular(safe_f, f0, lower=True)
+        inv_f_delta = solve_triangular(safe_f, delta, lower=True)
+        kl_truth_model = 0.5 * (
+            jnp.exp(2 * (s0 - s)) * jnp.sum(inv_f_f0**2)
+            + jnp.exp(-2 * s) * jnp.sum(inv_f_delta**2)
+            - d
+            + log_det
+            - log_det0
+        )
+        kl_truth_model = jnp.where(finite, kl_truth_model, jnp.inf)
+        inv_f0_f = solve_triangular(f0, f, lower=True)
+        inv_f0_delta = solve_triangular(f0, delta, lower=True)
+        kl_model_truth = 0.5 * (
+            jnp.exp(2 * (s - s0)) * jnp.sum(inv_f0_f**2)
+            + jnp.exp(-2 * s0) * jnp.sum(inv_f0_delta**2)
+            - d
+            + log_det0
+            - log_det
+        )
+        sd_first = jnp.exp(s) * jnp.sqrt(jnp.sum(f[0] ** 2))
+        sd0_first = jnp.exp(s0) * jnp.sqrt(jnp.sum(f0[0] ** 2))
+        lo = reference.mean[0] - self.tail_k * sd0_first - params.mean[0]
+        hi = params.mean[0] - reference.mean[0] - self.tail_k * sd0_first
+        safe_sd = jnp.where(sd_first > 0, sd_first, 1.0)
+        tail = jnp.where(sd_first > 0, ndtr(lo / safe_sd) + ndtr(hi / safe_sd), (lo > 0) | (hi > 0))
+        out = {
+            "sq_mean_error": sq_mean_error,
+            "trace_ratio": jnp.exp(log_tr - log_tr0),
+            "log_trace_ratio": log_tr - log_tr0,
+            "det_ratio": jnp.exp(log_det - log_det0),
+            "log_det_ratio": log_det - log_det0,
+            "w2_squared": w2,
+            "kl_truth_model": kl_truth_model,
+            "kl_model_truth": kl_model_truth,
+            "tail_mass": tail.astype(f.dtype),
+            "collapsed": (log_tr - log_tr0 < 2 * math.log(self.collapse_threshold)).astype(f.dtype),
+        }
+        if d == 1:
+            log_variance = 2 * s + 2 * jnp.log(jnp.abs(f[0, 0]))
+            out.update(
+                variance=jnp.exp(log_variance),
+                log_variance=log_variance,
+                std=sigma,
+                abs_mean_error=jnp.abs(delta[0]),
+            )
+        return out
+
+
+def _logsumexp(x: jax.Array) -> jax.Array:
+    """log Σ exp, returning -inf (not NaN) when every term is -inf."""
+    top = jnp.max(x)
+    safe = jnp.where(jnp.isfinite(top), top, 0.0)
+    return jnp.where(jnp.isfinite(top), safe + jnp.log(jnp.sum(jnp.exp(x - safe))), top)

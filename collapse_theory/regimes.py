@@ -1,0 +1,202 @@
+r"""Data regimes: how each generation's training set is built, for every model, with fixed shapes.
+
+Generation ``t = 1`` always trains on real data (``M_1`` draws from the real source); for ``t >= 2`` the regime
+decides. The notation :math:`M_t` is the schedule's sample size at generation ``t``.
+
+=====================  ==================================================================================
+regime                 training set of generation t
+=====================  ==================================================================================
+``Replace``            the :math:`M_t` samples drawn from model ``t-1`` only.
+``Accumulate``         the real data and every synthetic batch so far (:math:`\sum_{k\le t} M_k` points).
+``AccumulateSubsample`` :math:`M_t` points drawn without replacement from that pool (Kazdan et al.).
+``ReplaceGrown``       :math:`\sum_{k\le t} M_k` fresh draws from model ``t-1``: as large as the pool but all
+                       synthetic (the compute-matched ablation of ``Accumulate``).
+``FreshFraction(γ)``   :math:`\mathrm{round}(\gamma M_t)` fresh real draws plus the rest from model ``t-1``
+                       (THEORY.md §2.4; Shumailov's :math:`\gamma_i`, the "fresh data loop" of MAD).
+=====================  ==================================================================================
+
+Each regime implements both paths of the engine:
+
+* **sample level**: ``buffer_rows(layout)`` rows are preallocated per chain; ``assemble(...)`` returns
+  ``(data, weights, buffer)`` where ``weights`` are frequency weights (0 = absent), so shapes never grow;
+* **exact**: ``assemble_stats(...)`` returns ``(stats, pool)`` for models with sufficient statistics;
+  accumulation is a running :meth:`combine_stats`, O(1) memory per chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .keys import REAL, SAMPLE, SUBSAMPLE
+
+
+class Layout(NamedTuple):
+    """Static sizes: ``m_max`` = max_t M_t (rows drawn per generation), ``total_generations`` of the run."""
+
+    m_max: int
+    total_generations: int
+
+
+class Sizes(NamedTuple):
+    """Traced per-generation sizes: ``m`` = :math:`M_t`; ``pool`` = :math:`\\sum_{k \\le t} M_k`."""
+
+    m: jax.Array
+    pool: jax.Array
+
+
+def _mask(num_rows: int, count) -> jax.Array:
+    return (jnp.arange(num_rows) < count).astype(jnp.zeros(()).dtype)
+
+
+def _tree_rows(tree, fn):
+    return jax.tree.map(fn, tree)
+
+
+def _empty_buffer(example, rows: int):
+    return _tree_rows(example, lambda leaf: jnp.zeros((rows,) + leaf.shape[1:], leaf.dtype))
+
+
+def _write(buffer, block, start):
+    return jax.tree.map(
+        lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=0), buffer, block
+    )
+
+
+class _NoBuffer:
+    def buffer_rows(self, layout) -> int:
+        return 0
+
+    def init_pool(self, model, like):
+        return jnp.zeros(())
+
+
+@dataclasses.dataclass(frozen=True)
+class Replace(_NoBuffer):
+    """Generation t trains only on the :math:`M_t` samples of model t-1."""
+
+    def assemble(self, key_for, t, sizes: Sizes, layout, draw, draw_real, buffer):
+        m_max = layout.m_max
+        data = draw(key_for(SAMPLE), m_max)
+        return data, _mask(m_max, sizes.m), buffer
+
+    def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
+        return draw_stats(key_for(SAMPLE), sizes.m), pool
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceGrown:
+    """All-synthetic training set as large as the accumulated pool, :math:`\\sum_{k\\le t} M_k` draws."""
+
+    def buffer_rows(self, layout) -> int:
+        return 0
+
+    def init_pool(self, model, like):
+        return jnp.zeros(())
+
+    def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
+        rows = layout.m_max * layout.total_generations
+        data = draw(key_for(SAMPLE), rows)
+        return data, _mask(rows, sizes.pool), buffer
+
+    def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
+        return draw_stats(key_for(SAMPLE), sizes.pool), pool
+
+
+@dataclasses.dataclass(frozen=True)
+class Accumulate:
+    """Train on the real data plus every synthetic batch so far (pooled fit)."""
+
+    def buffer_rows(self, layout) -> int:
+        return layout.m_max * layout.total_generations
+
+    def _pool(self, key_for, t, sizes, m_max, draw, buffer):
+        data_buf, weight_buf = buffer
+        block = draw(key_for(SAMPLE), m_max)
+        start = (t - 1) * m_max
+        data_buf = _write(data_buf, block, start)
+        weight_buf = jax.lax.dynamic_update_slice_in_dim(weight_buf, _mask(m_max, sizes.m), start, axis=0)
+        return data_buf, weight_buf
+
+    def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
+        m_max = layout.m_max
+        data_buf, weight_buf = self._pool(key_for, t, sizes, m_max, draw, buffer)
+        return data_buf, weight_buf, (data_buf, weight_buf)
+
+    def init_pool(self, model, like):
+        return model.empty_stats(like)
+
+    def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
+        pool = model.combine_stats(pool, draw_stats(key_for(SAMPLE), sizes.m))
+        return pool, pool
+
+
+@dataclasses.dataclass(frozen=True)
+class AccumulateSubsample(Accumulate):
+    """Pool as in :class:`Accumulate`; each fit uses :math:`M_t` pool points drawn without replacement.
+
+    The subset is the :math:`M_t` pool rows with the largest Gumbel keys (uniform without replacement). There is
+    no exact path: the subset shares points across generations, so the pool itself must be kept.
+    """
+
+    def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
+        m_max = layout.m_max
+        data_buf, weight_buf = self._pool(key_for, t, sizes, m_max, draw, buffer)
+        scores = jax.random.gumbel(key_for(SUBSAMPLE), weight_buf.shape, weight_buf.dtype)
+        scores = jnp.where(weight_buf > 0, scores, -jnp.inf)
+        _, index = jax.lax.top_k(scores, m_max)
+        data = jax.tree.map(lambda leaf: leaf[index], data_buf)
+        return data, _mask(m_max, sizes.m), (data_buf, weight_buf)
+
+    def init_pool(self, model, like):
+        raise ValueError(
+            "regime=AccumulateSubsample has no exact path: its subsets reuse pool points across generations; "
+            "use path='sample'"
+        )
+
+    def assemble_stats(self, *args, **kwargs):
+        raise ValueError("regime=AccumulateSubsample has no exact path; use path='sample'")
+
+
+@dataclasses.dataclass(frozen=True)
+class FreshFraction(_NoBuffer):
+    r"""A fraction γ of each generation is fresh real data: :math:`\mathrm{round}(\gamma M_t)` real draws and
+    :math:`M_t - \mathrm{round}(\gamma M_t)` draws from model t-1 (THEORY.md §2.4 assumes γM integer)."""
+
+    gamma: float
+
+    def __post_init__(self):
+        if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and 0 < self.gamma <= 1):
+            raise ValueError(f"gamma={self.gamma!r} is out of range: need 0 < gamma <= 1")
+
+    def _counts(self, sizes):
+        n_real = jnp.round(self.gamma * sizes.m)
+        return n_real, sizes.m - n_real
+
+    def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
+        m_max = layout.m_max
+        n_real, n_synth = self._counts(sizes)
+        real = draw_real(key_for(REAL), m_max)
+        synth = draw(key_for(SAMPLE), m_max)
+        data = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), real, synth)
+        return data, jnp.concatenate([_mask(m_max, n_real), _mask(m_max, n_synth)]), buffer
+
+    def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
+        n_real, n_synth = self._counts(sizes)
+        stats = model.combine_stats(draw_real_stats(key_for(REAL), n_real), draw_stats(key_for(SAMPLE), n_synth))
+        return stats, pool
+
+
+Regime = Replace | Accumulate | AccumulateSubsample | ReplaceGrown | FreshFraction
+
+REGIMES: dict[str, Callable[..., Regime]] = {
+    "replace": Replace,
+    "accumulate": Accumulate,
+    "accumulate-subsample": AccumulateSubsample,
+    "replace-grown": ReplaceGrown,
+    "fresh-fraction": FreshFraction,
+}

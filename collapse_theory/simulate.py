@@ -1,0 +1,393 @@
+r"""The engine: one orchestration entry point, :func:`simulate`, for every model and regime.
+
+The jitted core scans over generations (``lax.scan``) with the chains ``vmap``-ped **inside** the scan body; the
+model, the regime and every size are static, so one compiled program serves any number of generations and is
+reused for every chunk. The host loop runs chunks of generations (for the progress bar and bounded output), and
+because every key is derived from (seed, chain, generation, purpose) a chunked run equals a single run bit for bit.
+
+Generation indexing: ``t = 1, ..., num_generations`` counts fits; the fit at ``t = 1`` is on real data, so row
+``t - 1`` of every output describes the model after ``t`` fits (THEORY.md's ``n``).
+
+Two paths:
+
+* ``path="sample"`` (every model): draw the :math:`M_t` samples, fit them with frequency weights;
+* ``path="exact"`` (models with sufficient statistics): draw the statistics of :math:`M_t` samples exactly in O(1)
+  random numbers per chain; accumulation is a running sum of statistics.
+
+Per-generation summaries over chains (mean, standard deviation, quantiles) are reduced inside the scan, so memory
+is O(generations) whatever the number of chains; per-chain trajectories (generations × chains) only on request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import io as _io
+from .keys import FIT, INIT, derive_key, root_key
+from .models.base import has_exact_path
+from .regimes import AccumulateSubsample, Layout, Replace, Sizes
+from .schedules import as_schedule
+
+DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+PATHS = ("sample", "exact")
+_MAX_BUFFER_BYTES = 6 * 2**30
+
+
+class ChainState(NamedTuple):
+    """Per-chain carry: model parameters and the regime's buffer (sample path) or pooled statistics (exact)."""
+
+    params: Any
+    buffer: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    model: Any
+    regime: Any
+    path: str
+    num_chains: int
+    layout: Layout
+    metrics: tuple[str, ...] | None
+    quantiles: tuple[float, ...]
+    trajectories: bool
+    real_is_dataset: bool
+
+
+@dataclasses.dataclass
+class SimulationResult:
+    """What :func:`simulate` returns.
+
+    Attributes:
+      generations: ``(G,)`` fit counts ``t = 1..G``.
+      summary: ``{metric: {"mean": (G,), "sd": (G,), "quantiles": (G, Q)}}`` over chains; the Monte-Carlo
+        standard error of a mean is ``sd / sqrt(num_chains)`` (:meth:`se`).
+      quantile_levels: ``(Q,)`` levels of ``summary[...]["quantiles"]``.
+      trajectories: ``{metric: (G, C)}`` when requested, else ``None``.
+      final_params: parameters of every chain after the last generation (NumPy pytree, leading axis C).
+      config: the resolved configuration; metadata: versions, backend, x64, seed, wall time.
+    """
+
+    generations: np.ndarray
+    summary: dict[str, dict[str, np.ndarray]]
+    quantile_levels: np.ndarray
+    trajectories: dict[str, np.ndarray] | None
+    final_params: Any
+    config: dict
+    metadata: dict
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.config["num_chains"])
+
+    def mean(self, metric: str) -> np.ndarray:
+        return self.summary[metric]["mean"]
+
+    def se(self, metric: str) -> np.ndarray:
+        return self.summary[metric]["sd"] / math.sqrt(self.num_chains)
+
+    def quantile(self, metric: str, level: float) -> np.ndarray:
+        idx = np.flatnonzero(np.isclose(self.quantile_levels, level))
+        if idx.size == 0:
+            raise KeyError(f"quantile level={level} was not recorded; recorded: {self.quantile_levels.tolist()}")
+        return self.summary[metric]["quantiles"][:, idx[0]]
+
+    def save(self, path) -> None:
+        """Write ``path`` (.npz) and its ``.json`` sidecar atomically (see :func:`collapse_theory.io.save_result`)."""
+        _io.save_result(self, path)
+
+    @classmethod
+    def load(cls, path) -> "SimulationResult":
+        return _io.load_result(cls, path)
+
+
+def _draw_rows(key, data, n: int):
+    num = jax.tree.leaves(data)[0].shape[0]
+    index = jax.random.permutation(key, num)[:n]
+    return jax.tree.map(lambda leaf: leaf[index], data)
+
+
+def _summarise(values: jax.Array, quantiles: tuple[float, ...]) -> dict[str, jax.Array]:
+    n = values.shape[0]
+    mean = jnp.mean(values)
+    sd = jnp.std(values, ddof=1) if n > 1 else jnp.zeros_like(mean)
+    out = {"mean": mean, "sd": sd}
+    if quantiles:
+        out["quantiles"] = jnp.quantile(values, jnp.asarray(quantiles, values.dtype))
+    return out
+
+
+def _select_params(t, truth, params):
+    return jax.tree.map(lambda a, b: jnp.where(t == 1, a.astype(b.dtype), b), truth, params)
+
+
+def _chain_step(plan: _Plan, root, c, state: ChainState, t, sizes, truth, real_data, reference):
+    model, regime = plan.model, plan.regime
+    key_for = functools.partial(derive_key, root, c, t)
+    size = Sizes(sizes[0][t - 1], sizes[1][t - 1])
+
+    def draw_real(key, n):
+        if plan.real_is_dataset:
+            return _draw_rows(key, real_data, n)
+        return model.sample(key, truth, n)
+
+    if plan.path == "exact":
+
+        def draw_stats(key, n):
+            return model.sample_stats(key, _select_params(t, truth, state.params), n)
+
+        def draw_real_stats(key, n):
+            return model.sample_stats(key, truth, n)
+
+        stats, buffer = regime.assemble_stats(key_for, t, size, model, draw_stats, draw_real_stats, state.buffer)
+        params = model.fit_from_stats(stats)
+    else:
+        if plan.real_is_dataset:
+
+            def draw(key, n):
+                return jax.lax.cond(t == 1, lambda: draw_real(key, n), lambda: model.sample(key, state.params, n))
+        else:
+
+            def draw(key, n):
+                return model.sample(key, _select_params(t, truth, state.params), n)
+
+        data, weights, buffer = regime.assemble(key_for, t, size, plan.layout, draw, draw_real, state.buffer)
+        params = model.fit(key_for(FIT), data, weights, state.params)
+    values = model.metrics(params, reference)
+    if plan.metrics is not None:
+        values = {name: values[name] for name in plan.metrics}
+    return ChainState(params, buffer), values
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "length"))
+def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, real_data, reference, chains):
+    step = functools.partial(_chain_step, plan, root)
+
+    def body(carry, t):
+        carry, values = jax.vmap(step, in_axes=(0, 0, None, None, None, None, None))(
+            chains, carry, t, sizes, truth, real_data, reference
+        )
+        out = {"summary": {k: _summarise(v, plan.quantiles) for k, v in values.items()}}
+        if plan.trajectories:
+            out["trajectories"] = values
+        return carry, out
+
+    return jax.lax.scan(body, state, t_start + jnp.arange(length))
+
+
+def _init_state(plan: _Plan, root, truth, real_data, chains) -> ChainState:
+    model, regime = plan.model, plan.regime
+    if truth is not None:
+        params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (plan.num_chains,) + leaf.shape), truth)
+    else:
+        params = jax.vmap(lambda c: model.init(derive_key(root, c, 0, INIT)))(chains)
+    single = jax.tree.map(lambda leaf: leaf[0], params)
+    if plan.path == "exact":
+        pool = regime.init_pool(model, single)
+    else:
+        rows = regime.buffer_rows(plan.layout)
+        if rows == 0:
+            pool = jnp.zeros(())
+        else:
+            example = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), single)
+            data = jax.tree.map(lambda leaf: jnp.zeros((rows,) + leaf.shape[1:], leaf.dtype), example)
+            pool = (data, jnp.zeros((rows,), jnp.zeros(()).dtype))
+    buffer = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (plan.num_chains,) + jnp.shape(leaf)), pool)
+    return ChainState(params, buffer)
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}={value!r} must be an int")
+    if value < minimum:
+        raise ValueError(f"{name}={value} is out of range: need {name} >= {minimum}")
+    return int(value)
+
+
+def _check_finite_tree(name, tree):
+    for leaf in jax.tree.leaves(tree):
+        arr = np.asarray(leaf)
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains non-finite values: every entry must be finite")
+
+
+def simulate(
+    key,
+    model,
+    regime=None,
+    *,
+    num_chains: int,
+    num_generations: int,
+    num_samples,
+    truth=None,
+    real_data=None,
+    reference=None,
+    path: str = "sample",
+    metrics=None,
+    quantiles=DEFAULT_QUANTILES,
+    trajectories: bool = False,
+    chunk_size: int | None = None,
+    progress: bool = False,
+    chain_offset: int = 0,
+) -> SimulationResult:
+    r"""Run ``num_chains`` independent recursive-training chains for ``num_generations`` fits.
+
+    Args:
+      key: an int seed (recorded in the metadata) or a typed JAX key.
+      model: a static model (:mod:`collapse_theory.models`).
+      regime: a data regime (:mod:`collapse_theory.regimes`); default :class:`~collapse_theory.regimes.Replace`.
+      num_chains: C, independent chains (vmapped).
+      num_generations: G, fits per chain; ``t = 1`` fits real data.
+      num_samples: M, an int or a schedule (:mod:`collapse_theory.schedules`) giving :math:`M_t`.
+      truth: parameters of the real distribution (default for models with ``params()``: ``model.params()``).
+      real_data: alternatively, a dataset (leading axis = rows) to draw real data from, without replacement.
+      reference: what ``model.metrics`` compares against; default ``truth``.
+      path: ``"sample"`` (draw and fit samples) or ``"exact"`` (sufficient statistics, O(1) per generation).
+      metrics: names of the per-chain metrics to keep (default: all the model reports).
+      quantiles: quantile levels over chains recorded per generation.
+      trajectories: also keep every chain's metrics, arrays (G, C).
+      chunk_size: generations per compiled chunk (default: all in one, or 20 chunks with ``progress``).
+      progress: show a tqdm bar over chunks.
+      chain_offset: global id of the first chain (independent jobs over disjoint chain ranges).
+
+    Returns:
+      A :class:`SimulationResult`.
+
+    Examples:
+      >>> from collapse_theory import Gaussian, simulate
+      >>> res = simulate(0, Gaussian(dim=1, ddof=1), num_chains=64, num_generations=5, num_samples=10)
+      >>> res.mean("log_variance").shape
+      (5,)
+    """
+    start_time = time.time()
+    regime = Replace() if regime is None else regime
+    num_chains = _positive_int("num_chains", num_chains)
+    num_generations = _positive_int("num_generations", num_generations)
+    chain_offset = _positive_int("chain_offset", chain_offset, minimum=0)
+    if path not in PATHS:
+        raise ValueError(f"path={path!r} is not one of {PATHS}")
+    schedule = as_schedule(num_samples)
+    sizes = schedule.sizes(num_generations)
+    min_samples = getattr(model, "min_samples", 1)
+    if sizes.min() < min_samples:
+        t_bad = int(np.argmin(sizes)) + 1
+        raise ValueError(
+            f"num_samples={int(sizes.min())} at generation t={t_bad} is out of range: this model "
+            f"(ddof={getattr(model, 'ddof', '?')}) needs num_samples >= {min_samples}"
+        )
+    if path == "exact":
+        if not has_exact_path(model):
+            raise ValueError(f"path='exact': model {type(model).__name__} has no sufficient-statistic sampler")
+        if isinstance(regime, AccumulateSubsample):
+            raise ValueError("regime=AccumulateSubsample has no exact path (subsets reuse pool points); use path='sample'")
+        if real_data is not None:
+            raise ValueError("path='exact' draws real statistics from truth=; real_data= needs path='sample'")
+    if truth is None and real_data is None:
+        if not hasattr(model, "params"):
+            raise ValueError("give truth= (the real distribution's parameters) or real_data= (a dataset)")
+        truth = model.params()
+    if truth is not None and real_data is not None:
+        raise ValueError("give either truth= or real_data=, not both")
+    if truth is not None:
+        _check_finite_tree("truth", truth)
+    if real_data is not None:
+        _check_finite_tree("real_data", real_data)
+        rows = jax.tree.leaves(real_data)[0].shape[0]
+        if rows < sizes.max():
+            raise ValueError(f"real_data has {rows} rows: need at least max_t M_t = {int(sizes.max())}")
+    reference = truth if reference is None else reference
+    if quantiles:
+        quantiles = tuple(float(q) for q in quantiles)
+        if not all(0.0 <= q <= 1.0 for q in quantiles):
+            raise ValueError(f"quantiles={quantiles} are out of range: need 0 <= q <= 1")
+    else:
+        quantiles = ()
+    layout = Layout(int(sizes.max()), num_generations)
+    plan = _Plan(
+        model=model,
+        regime=regime,
+        path=path,
+        num_chains=num_chains,
+        layout=layout,
+        metrics=None if metrics is None else tuple(metrics),
+        quantiles=quantiles,
+        trajectories=bool(trajectories),
+        real_is_dataset=real_data is not None,
+    )
+    if path == "sample":
+        rows_per_chain = regime.buffer_rows(layout)
+        if rows_per_chain:
+            like = truth if truth is not None else model.init(jax.random.key(0))
+            example = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), like)
+            width = sum(math.prod(leaf.shape[1:]) for leaf in jax.tree.leaves(example))
+            nbytes = rows_per_chain * (width + 1) * num_chains * jnp.zeros(()).dtype.itemsize
+            if nbytes > _MAX_BUFFER_BYTES:
+                raise ValueError(
+                    f"regime={type(regime).__name__} on the sample path needs a {nbytes / 2**30:.1f} GiB buffer "
+                    f"({num_chains} chains x {rows_per_chain} rows): use path='exact', fewer chains or generations"
+                )
+    seed = key if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else None
+    root = root_key(int(seed)) if seed is not None else key
+    chains = chain_offset + jnp.arange(num_chains)
+    truth_j = None if truth is None else jax.tree.map(jnp.asarray, truth)
+    real_j = None if real_data is None else jax.tree.map(jnp.asarray, real_data)
+    ref_j = None if reference is None else jax.tree.map(jnp.asarray, reference)
+    state = _init_state(plan, root, truth_j, real_j, chains)
+    table = (jnp.asarray(sizes, jnp.int32), jnp.asarray(np.cumsum(sizes), jnp.int32))
+    table = jax.tree.map(lambda a: a.astype(jnp.zeros(()).dtype), table)
+
+    if chunk_size is None:
+        chunk_size = max(1, math.ceil(num_generations / 20)) if progress else num_generations
+    chunk_size = _positive_int("chunk_size", chunk_size)
+    starts = list(range(1, num_generations + 1, chunk_size))
+    bar = _progress_bar(len(starts), progress)
+    outputs = []
+    for t_start in starts:
+        length = min(chunk_size, num_generations + 1 - t_start)
+        state, out = _run_chunk(plan, length, root, state, jnp.int32(t_start), table, truth_j, real_j, ref_j, chains)
+        outputs.append(jax.device_get(out))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
+    config = {
+        "model": type(model).__name__,
+        "model_options": _io.to_jsonable(dataclasses.asdict(model)) if dataclasses.is_dataclass(model) else {},
+        "regime": type(regime).__name__,
+        "regime_options": _io.to_jsonable(dataclasses.asdict(regime)) if dataclasses.is_dataclass(regime) else {},
+        "path": path,
+        "num_chains": num_chains,
+        "num_generations": num_generations,
+        "num_samples": _io.to_jsonable(dataclasses.asdict(schedule) | {"schedule": type(schedule).__name__}),
+        "chain_offset": chain_offset,
+        "generation_index": "t = number of fits; t = 1 is the fit on real data",
+        "real_source": "dataset" if real_data is not None else "truth",
+    }
+    metadata = _io.collect_metadata(seed=seed, wall_time_s=time.time() - start_time)
+    return SimulationResult(
+        generations=np.arange(1, num_generations + 1),
+        summary=merged["summary"],
+        quantile_levels=np.asarray(quantiles),
+        trajectories=merged.get("trajectories"),
+        final_params=jax.device_get(state.params),
+        config=config,
+        metadata=metadata,
+    )
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total <= 1:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional
+        return None
+    return tqdm(total=total, unit="chunk", desc="generations")

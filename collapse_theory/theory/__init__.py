@@ -1,0 +1,12 @@
+r"""Closed-form theory for model-collapse chains (pure NumPy/SciPy, no JAX).
+
+Each submodule collects the exact or asymptotic formulas that the simulators in
+:mod:`collapse_theory` are tested against, with the formula, its conventions and
+its reference in every docstring (see ``THEORY.md`` for the derivations).
+
+Submodules:
+  gaussian: 1-D and d-dimensional Gaussian refitting chains (replace,
+    accumulate, fresh-data fraction).
+"""
+
+from . import gaussian as gaussian
