@@ -1,0 +1,148 @@
+r"""The theorem checker: a registry of checks, each comparing a simulation with a closed-form formula.
+
+A :class:`Check` names the paper and theorem, states the formula, and runs the simulator; it returns one
+:class:`Measurement` per quantity (theory, simulation mean, Monte-Carlo standard error). The runner computes
+:math:`z = (\text{simulation} - \text{theory})/\mathrm{SE}` and passes a row when :math:`|z| \le z_{\max}`
+(default 4: a two-sided false alarm of 6e-5 per row).
+
+**Power.** Every measurement also carries the value of a *planted* wrong formula (an off-by-one ddof, π²/5 for
+π²/6, a generation index shifted by one, a missing factor). ``tests/test_checks.py`` asserts the same check
+rejects it (:math:`|z_{\rm planted}| > z_{\max}`), so no row passes because its tolerance is vacuous.
+
+Standard errors use the analytic standard deviation where the theory module provides it (log-variance,
+log-determinant); otherwise the sample standard deviation over chains, and then only for light-tailed statistics
+(the parameters of each check keep the relevant moments finite and modest).
+
+Other families register their checks with :func:`register` in their own ``checks/<family>.py`` module, imported
+at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+DEFAULT_Z = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One row: a quantity at given parameters, its theory value, the simulation mean and its SE."""
+
+    quantity: str
+    theory: float
+    simulation: float
+    se: float
+    planted: float
+    params: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A registered check.
+
+    Attributes:
+      name: unique, kebab-case.
+      family: model family (``gaussian``, ...).
+      reference: paper and theorem (and THEORY.md section).
+      formula: the formula checked, in plain text.
+      planted: the wrong formula its power check must reject.
+      run: ``run(quick: bool, seed: int) -> list[Measurement]``.
+    """
+
+    name: str
+    family: str
+    reference: str
+    formula: str
+    planted: str
+    run: Callable[[bool, int], list[Measurement]]
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def register(check: Check) -> Check:
+    if check.name in CHECKS:
+        raise ValueError(f"a check named {check.name!r} is already registered")
+    CHECKS[check.name] = check
+    return check
+
+
+def select(names=None, families=None) -> list[Check]:
+    """Checks filtered by name and family; unknown names raise with the list of known ones."""
+    chosen = list(CHECKS.values())
+    if families:
+        known = {c.family for c in chosen}
+        bad = set(families) - known
+        if bad:
+            raise ValueError(f"family={sorted(bad)} unknown; known families: {sorted(known)}")
+        chosen = [c for c in chosen if c.family in families]
+    if names:
+        bad = set(names) - set(CHECKS)
+        if bad:
+            raise ValueError(f"name={sorted(bad)} unknown; known checks: {sorted(CHECKS)}")
+        chosen = [c for c in chosen if c.name in names]
+    return chosen
+
+
+def _z(simulation: float, theory: float, se: float) -> float:
+    if not (math.isfinite(simulation) and math.isfinite(theory)):
+        return math.inf
+    if se <= 0 or not math.isfinite(se):
+        return 0.0 if simulation == theory else math.inf
+    return (simulation - theory) / se
+
+
+def run_check(check: Check, *, quick: bool = False, seed: int = 0, z_max: float = DEFAULT_Z) -> list[dict]:
+    """Run one check and return its table rows (JSON-ready dicts)."""
+    rows = []
+    for m in check.run(quick, seed):
+        z = _z(m.simulation, m.theory, m.se)
+        z_planted = _z(m.simulation, m.planted, m.se)
+        rows.append(
+            {
+                "name": check.name,
+                "family": check.family,
+                "reference": check.reference,
+                "formula": check.formula,
+                "quantity": m.quantity,
+                "params": m.params,
+                "theory": float(m.theory),
+                "simulation": float(m.simulation),
+                "se": float(m.se),
+                "z": float(z),
+                "passed": bool(abs(z) <= z_max),
+                "planted_formula": check.planted,
+                "planted_theory": float(m.planted),
+                "planted_z": float(z_planted),
+                "planted_rejected": bool(abs(z_planted) > z_max),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Plain-text table: check, quantity, theory, simulation, SE, z, pass, planted z."""
+    header = ("check", "quantity", "theory", "simulation", "se", "z", "pass", "planted z")
+    lines = [
+        (
+            r["name"],
+            r["quantity"],
+            f"{r['theory']:.6g}",
+            f"{r['simulation']:.6g}",
+            f"{r['se']:.2g}",
+            f"{r['z']:+.2f}",
+            "PASS" if r["passed"] else "FAIL",
+            f"{r['planted_z']:+.1f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(out)
+
+
+from . import gaussian as gaussian  # noqa: E402  (registers the Gaussian checks)
