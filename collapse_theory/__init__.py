@@ -18,14 +18,29 @@ import os as _os
 # before SciPy loads OpenBLAS; an explicit user setting is kept.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from . import keys as keys, schedules as schedules, theory as theory
-from .models import Gaussian as Gaussian, GaussianParams as GaussianParams, GaussianStats as GaussianStats
+from . import keys as keys
+from . import schedules as schedules
+from . import theory as theory
+from .models import Gaussian as Gaussian
+from .models import GaussianParams as GaussianParams
+from .models import GaussianStats as GaussianStats
 from .regimes import (
     Accumulate as Accumulate,
+)
+from .regimes import (
     AccumulateSubsample as AccumulateSubsample,
+)
+from .regimes import (
     FreshFraction as FreshFraction,
+)
+from .regimes import (
     Replace as Replace,
+)
+from .regimes import (
     ReplaceGrown as ReplaceGrown,
 )
-from .schedules import Constant as Constant, Linear as Linear, PowerLaw as PowerLaw
-from .simulate import SimulationResult as SimulationResult, simulate as simulate
+from .schedules import Constant as Constant
+from .schedules import Linear as Linear
+from .schedules import PowerLaw as PowerLaw
+from .simulate import SimulationResult as SimulationResult
+from .simulate import simulate as simulate

@@ -286,7 +286,9 @@ def simulate(
         if not has_exact_path(model):
             raise ValueError(f"path='exact': model {type(model).__name__} has no sufficient-statistic sampler")
         if isinstance(regime, AccumulateSubsample):
-            raise ValueError("regime=AccumulateSubsample has no exact path (subsets reuse pool points); use path='sample'")
+            raise ValueError(
+                "regime=AccumulateSubsample has no exact path (subsets reuse pool points); use path='sample'"
+            )
         if real_data is not None:
             raise ValueError("path='exact' draws real statistics from truth=; real_data= needs path='sample'")
     if truth is None and real_data is None:

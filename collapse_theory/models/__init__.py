@@ -1,4 +1,7 @@
 """Models: static objects with explicit parameter pytrees and pure ``fit``/``sample`` functions."""
 
-from .base import ExactModel as ExactModel, Model as Model
-from .gaussian import Gaussian as Gaussian, GaussianParams as GaussianParams, GaussianStats as GaussianStats
+from .base import ExactModel as ExactModel
+from .base import Model as Model
+from .gaussian import Gaussian as Gaussian
+from .gaussian import GaussianParams as GaussianParams
+from .gaussian import GaussianStats as GaussianStats

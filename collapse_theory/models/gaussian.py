@@ -237,8 +237,8 @@ class Gaussian:
         ``sq_mean_error`` :math:`\|\mu-\mu_0\|^2`; ``trace_ratio``/``log_trace_ratio``
         :math:`\mathrm{tr}\Sigma/\mathrm{tr}\Sigma_0`; ``det_ratio``/``log_det_ratio``; ``w2_squared``
         :math:`W_2^2(N(\mu,\Sigma), N(\mu_0,\Sigma_0))` in closed form; ``kl_truth_model``
-        :math:`KL(P_0\|P)` (+inf once Σ is singular), ``kl_model_truth`` :math:`KL(P\|P_0)`; ``tail_mass``; ``collapsed``
-        (0/1). In one dimension also ``variance``, ``log_variance``, ``std`` and ``abs_mean_error``.
+        :math:`KL(P_0\|P)` (+inf once Σ is singular), ``kl_model_truth`` :math:`KL(P\|P_0)`; ``tail_mass``;
+        ``collapsed`` (0/1). In one dimension also ``variance``, ``log_variance``, ``std`` and ``abs_mean_error``.
         """
         d = self.dim
         f, s = params.factor, params.log_scale

@@ -1,0 +1,76 @@
+"""The command line, in-process through ``main([...])`` and once as a ``python -m`` subprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from collapse_theory import SimulationResult
+from collapse_theory.cli import main
+
+
+def test_module_help_subprocess():
+    out = subprocess.run([sys.executable, "-m", "collapse_theory", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0
+    for word in ("run", "check", "figures", "list"):
+        assert word in out.stdout
+
+
+def test_run_writes_npz_and_json(tmp_path, capsys):
+    out = tmp_path / "r.npz"
+    code = main(["run", "--ddof", "1", "--num-chains", "64", "--num-generations", "12", "--num-samples", "10",
+                 "--seed", "3", "--out", str(out), "--x64", "--trajectories", "--no-progress", "--chunk-size", "5"])
+    assert code == 0
+    meta = json.loads((tmp_path / "r.json").read_text())
+    assert meta["metadata"]["seed"] == 3 and meta["metadata"]["x64"] is True
+    assert meta["config"]["model_options"]["ddof"] == 1
+    res = SimulationResult.load(out)
+    assert res.trajectories["log_variance"].shape == (12, 64)
+    assert np.all(np.isfinite(res.mean("log_variance")))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_run_requires_ddof(capsys):
+    with pytest.raises(SystemExit, match="--ddof is required"):
+        main(["run", "--num-chains", "4", "--num-generations", "2"])
+
+
+def test_run_bad_input_is_a_clear_error(tmp_path, capsys):
+    code = main(["run", "--ddof", "1", "--num-samples", "1", "--num-chains", "4", "--num-generations", "2",
+                 "--out", str(tmp_path / "x.npz"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "num_samples=1" in err and ">= 2" in err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_run_fresh_fraction_gamma_checked(tmp_path, capsys):
+    code = main(["run", "--ddof", "1", "--regime", "fresh-fraction", "--gamma", "1.5", "--num-chains", "4",
+                 "--num-generations", "2", "--out", str(tmp_path / "x.npz"), "--no-progress"])
+    assert code == 2
+    assert "gamma=1.5" in capsys.readouterr().err
+
+
+def test_check_json_records(tmp_path, capsys):
+    path = tmp_path / "check.json"
+    code = main(["check", "--quick", "--name", "gaussian-replace-grown", "--json", str(path)])
+    assert code == 0
+    records = json.loads(path.read_text())
+    assert records
+    for r in records:
+        for key in ("name", "family", "reference", "quantity", "theory", "simulation", "se", "z", "passed"):
+            assert key in r
+    assert "passed" in capsys.readouterr().out
+
+
+def test_check_fails_with_nonzero_exit_when_z_is_impossible(capsys):
+    assert main(["check", "--quick", "--name", "gaussian-replace-grown", "--z", "0"]) == 1
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "gaussian-accumulate" in out and "replace" in out
