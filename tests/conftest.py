@@ -1,6 +1,11 @@
-"""Test configuration: float64 for theory checks, strict rank promotion (catches (n,) vs (n, 1) bugs)."""
+"""Test configuration: float64 for theory checks, strict rank promotion (catches (n,) vs (n, 1) bugs).
+
+Compiled programs are cached on disk (``COLLAPSE_THEORY_TEST_CACHE``, default ``~/.cache/collapse_theory/jax-tests``;
+``0`` disables it): a repeated run of the suite then skips most XLA compiles. The cache changes no result.
+"""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -8,3 +13,8 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+_cache = os.environ.get("COLLAPSE_THEORY_TEST_CACHE", str(Path.home() / ".cache" / "collapse_theory" / "jax-tests"))
+if _cache != "0":
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -89,3 +89,60 @@ def ks_two_sample(a, b, alpha: float = KS_ALPHA, label: str = ""):
         f"< alpha={alpha} (n={a.size}, {b.size}; medians {np.median(a):.5g} vs {np.median(b):.5g})"
     )
     return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Simulations shared between test modules
+# ----------------------------------------------------------------------------------------------------------------
+#
+# Compiling one engine configuration costs 2-5 s on a 2-core CPU and dominates the suite's run time, so the
+# exact-path runs that the theory tests (test_simulate_gaussian.py) and the exact-vs-sample tests
+# (test_regimes.py) both need are defined once here and cached for the pytest process. Each module still runs on
+# its own (the first caller simulates). Every run keeps per-chain trajectories, no quantiles and only its metrics.
+
+SHARED_RUNS = {
+    # name: (seed, dim, ddof, regime factory, num_samples, num_generations, num_chains (exact path), metrics)
+    "replace-1d-ddof0": (101, 1, 0, "Replace", 4, 8, 2**16, ("log_variance", "sq_mean_error", "w2_squared")),
+    "replace-1d-ddof1": (102, 1, 1, "Replace", 4, 8, 2**16, ("log_variance", "sq_mean_error", "w2_squared")),
+    "replace-3d-mle": (202, 3, 0, "Replace", 10, 10, 8192,
+                       ("log_det_ratio", "trace_ratio", "log_trace_ratio", "sq_mean_error")),
+    "accumulate-3d-mle": (303, 3, 0, "Accumulate", 10, 40, 8192, ("trace_ratio", "log_trace_ratio", "sq_mean_error")),
+    "accumulate-1d-unbiased": (304, 1, 1, "Accumulate", 5, 40, 16384, ("trace_ratio", "log_variance", "sq_mean_error")),
+    "fresh-1d-0.25": (404, 1, 1, ("FreshFraction", 0.25), 20, 30, 16384, ("variance", "log_variance", "sq_mean_error")),
+    "grown-1d": (505, 1, 1, "ReplaceGrown", 3, 8, 16384, ("log_variance", "sq_mean_error")),
+    "fresh-3d-mle": (406, 3, 0, ("FreshFraction", 0.25), 20, 20, 8192, ("trace_ratio", "log_trace_ratio",
+                                                                        "sq_mean_error")),
+    "grown-3d-mle": (508, 3, 0, "ReplaceGrown", 4, 8, 8192, ("trace_ratio", "log_trace_ratio", "sq_mean_error")),
+    "replace-5d-singular": (606, 5, 0, "Replace", 4, 6, 8192, ("trace_ratio", "sq_mean_error")),
+}
+_SHARED_CACHE: dict = {}
+
+
+def shared_config(name: str) -> dict:
+    """The configuration of a shared run as a dict (seed, dim, ddof, regime, num_samples, ...)."""
+    import collapse_theory as ct
+
+    seed, dim, ddof, regime, num_samples, num_generations, num_chains, metrics = SHARED_RUNS[name]
+    if isinstance(regime, tuple):
+        regime = getattr(ct, regime[0])(*regime[1:])
+    else:
+        regime = getattr(ct, regime)()
+    return dict(seed=seed, dim=dim, ddof=ddof, regime=regime, num_samples=num_samples,
+                num_generations=num_generations, num_chains=num_chains, metrics=metrics)
+
+
+def shared_run(name: str, path: str = "exact", num_chains: int | None = None, seed: int | None = None):
+    """Run (once per process) the shared configuration ``name`` on ``path``; other chain counts / seeds allowed."""
+    import collapse_theory as ct
+
+    cfg = shared_config(name)
+    num_chains = cfg["num_chains"] if num_chains is None else num_chains
+    seed = cfg["seed"] if seed is None else seed
+    key = (name, path, num_chains, seed)
+    if key not in _SHARED_CACHE:
+        _SHARED_CACHE[key] = ct.simulate(
+            seed, ct.Gaussian(dim=cfg["dim"], ddof=cfg["ddof"]), cfg["regime"], num_chains=num_chains,
+            num_generations=cfg["num_generations"], num_samples=cfg["num_samples"], path=path,
+            metrics=list(cfg["metrics"]), quantiles=(), trajectories=True,
+        )
+    return _SHARED_CACHE[key]

@@ -1,0 +1,274 @@
+"""Deterministic engine invariants (STYLE.md §2F class 1): bit-for-bit reproducibility under chunking, chain subsets
+and chain offsets; identities of the weighted Gaussian fit and of the pooled statistics; no recompilation across
+seeds; and the save/load round trip.
+
+Every random draw uses the key k(c, t, purpose) = fold_in(fold_in(fold_in(root, c), t), purpose) (keys.py), with
+nothing threaded through the scan carry. So a run split into chunks of generations, a run with fewer chains, or a
+run of chains [k, k + n) started with ``chain_offset=k`` must reproduce the corresponding bits exactly; these tests
+use ``np.testing.assert_array_equal`` (no tolerance). A failure means a key that depends on the chunk, on the number
+of chains, or on the position in the vmapped batch, or a carry that is not restored between chunks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from collapse_theory import (
+    Accumulate,
+    Gaussian,
+    GaussianStats,
+    Replace,
+    SimulationResult,
+    simulate,
+)
+
+ENGINE = importlib.import_module("collapse_theory.simulate")  # the package re-exports the *function* ``simulate``
+
+G_INV, C_INV, M_INV, K_SUB, OFFSET = 21, 16, 5, 5, 3
+CHUNKS = (3, 7)  # 21 = 7 x 3 = 3 x 7: one compiled chunk length each
+METRICS = ["log_variance", "sq_mean_error"]
+CONFIGS = {
+    # name: (model, regime, path, quantiles)
+    "replace-exact": (Gaussian(dim=1, ddof=1), Replace(), "exact", (0.25, 0.5)),
+    "replace-sample": (Gaussian(dim=1, ddof=1), Replace(), "sample", ()),
+    "accumulate-sample": (Gaussian(dim=1, ddof=0), Accumulate(), "sample", ()),
+}
+
+
+def _simulate(name, seed=11, **overrides):
+    model, regime, path, quantiles = CONFIGS[name]
+    kwargs = dict(num_chains=C_INV, num_generations=G_INV, num_samples=M_INV, path=path, metrics=METRICS,
+                  quantiles=quantiles, trajectories=True)
+    kwargs.update(overrides)
+    return simulate(seed, model, regime, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    out = {}
+    for name in CONFIGS:
+        out[name] = {
+            "full": _simulate(name),
+            **{f"chunk{size}": _simulate(name, chunk_size=size) for size in CHUNKS},
+            "first": _simulate(name, num_chains=K_SUB),
+            "offset": _simulate(name, num_chains=K_SUB, chain_offset=OFFSET),
+        }
+    return out
+
+
+def _leaves(tree):
+    return jax.tree.leaves(jax.tree.map(np.asarray, tree))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_chunked_equals_single_run(runs, name, chunk):
+    """A run in chunks of 3 or 7 generations equals the single 21-generation run bit for bit: summaries (mean, sd
+    and, for the exact path, quantiles), per-chain trajectories and final parameters.
+
+    Catches a key that depends on the position inside a chunk (t from 0 per chunk instead of the absolute t), an
+    accumulate buffer whose write offset restarts per chunk, and a carry not handed from chunk to chunk."""
+    full, chunked = runs[name]["full"], runs[name][f"chunk{chunk}"]
+    np.testing.assert_array_equal(chunked.generations, full.generations)
+    assert set(chunked.summary) == set(full.summary) == set(METRICS)
+    for metric in METRICS:
+        for stat in full.summary[metric]:
+            np.testing.assert_array_equal(chunked.summary[metric][stat], full.summary[metric][stat],
+                                          err_msg=f"{name} chunk={chunk} {metric}/{stat}")
+        np.testing.assert_array_equal(chunked.trajectories[metric], full.trajectories[metric])
+    for a, b in zip(_leaves(chunked.final_params), _leaves(full.final_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_first_chains_equal_smaller_run(runs, name):
+    """The first k chains of a C-chain run equal a k-chain run (keys depend on the global chain id only, not on
+    the batch size). Catches ``jax.random.split(root, num_chains)``-style keys, whose streams change with C."""
+    full, first = runs[name]["full"], runs[name]["first"]
+    for metric in METRICS:
+        np.testing.assert_array_equal(first.trajectories[metric], full.trajectories[metric][:, :K_SUB])
+    for a, b in zip(_leaves(first.final_params), _leaves(full.final_params), strict=True):
+        np.testing.assert_array_equal(a, b[:K_SUB])
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_chain_offset_equals_slice_of_bigger_run(runs, name):
+    """A run with ``chain_offset=3`` and 5 chains equals chains 3..7 of the bigger run: independent jobs over
+    disjoint chain ranges reassemble into one run. Catches an offset ignored in the key (chains 0..4 again) or
+    applied twice."""
+    full, offset = runs[name]["full"], runs[name]["offset"]
+    assert offset.config["chain_offset"] == OFFSET
+    for metric in METRICS:
+        np.testing.assert_array_equal(offset.trajectories[metric],
+                                      full.trajectories[metric][:, OFFSET:OFFSET + K_SUB])
+    for a, b in zip(_leaves(offset.final_params), _leaves(full.final_params), strict=True):
+        np.testing.assert_array_equal(a, b[OFFSET:OFFSET + K_SUB])
+    # and the runs are not trivially equal: different chains differ
+    assert not np.array_equal(offset.trajectories["log_variance"], runs[name]["first"].trajectories["log_variance"])
+
+
+def test_different_seeds_differ_and_same_seed_repeats(runs):
+    """Guard for the equality tests above: the same seed repeats bit for bit, another seed does not."""
+    again = _simulate("replace-exact")
+    other = _simulate("replace-exact", seed=12)
+    full = runs["replace-exact"]["full"]
+    np.testing.assert_array_equal(again.trajectories["log_variance"], full.trajectories["log_variance"])
+    assert not np.any(other.trajectories["log_variance"] == full.trajectories["log_variance"])
+
+
+def test_no_retrace_across_seeds(runs):
+    """Seeds, typed keys and chain offsets are traced arguments: re-running a compiled configuration must not
+    add an entry to the jit cache of the engine's chunk function. Catches a seed or key passed as a static argument
+    (one compilation per seed, which would make seed sweeps compile-bound)."""
+    _simulate("replace-sample", seed=21)
+    before = ENGINE._run_chunk._cache_size()
+    assert before > 0  # the counter does see compiled entries
+    _simulate("replace-sample", seed=22)
+    _simulate("replace-sample", seed=23, chain_offset=100)
+    _simulate("replace-sample", seed=jax.random.key(24))
+    assert ENGINE._run_chunk._cache_size() == before
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Identities of the weighted fit and of the pooled sufficient statistics
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _data(dim, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, dim)) @ np.tril(rng.normal(size=(dim, dim))) + rng.normal(size=dim)
+
+
+def _fitted(model, x, w):
+    params = model.fit(jax.random.key(0), jnp.asarray(x), jnp.asarray(w, dtype=jnp.float64))
+    return np.asarray(params.mean), np.asarray(model.covariance(params))
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_fit_frequency_weights_equal_repeated_rows(dim, ddof):
+    """Frequency weights (models/base.py): weight k means the row counts k times. fit(x, w) equals the fit of the
+    rows repeated w_i times (to 1e-10: the summation order differs), and both equal NumPy's np.cov with ddof.
+
+    Catches weights treated as probabilities (divisor Σw/n), a divisor Σw − ddof computed as n − ddof, and
+    √w missing in the QR scatter factor."""
+    model = Gaussian(dim=dim, ddof=ddof)
+    x = _data(dim, 6)
+    w = np.array([1, 3, 2, 1, 4, 2])
+    repeated = np.repeat(x, w, axis=0)
+    mean_w, cov_w = _fitted(model, x, w)
+    mean_r, cov_r = _fitted(model, repeated, np.ones(len(repeated)))
+    np.testing.assert_allclose(mean_w, mean_r, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cov_w, cov_r, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mean_w, repeated.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(cov_w, np.atleast_2d(np.cov(repeated.T, ddof=ddof)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_fit_is_permutation_invariant(dim):
+    """Reordering rows (with their weights) does not change the fit, to rounding."""
+    model = Gaussian(dim=dim, ddof=1)
+    x = _data(dim, 9, seed=1)
+    w = np.arange(1, 10)
+    perm = np.random.default_rng(2).permutation(9)
+    for a, b in zip(_fitted(model, x, w), _fitted(model, x[perm], w[perm]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_zero_weight_rows_are_ignored(dim):
+    """Rows with weight 0 are absent (the fixed-shape buffers rely on it), even when they hold large values.
+
+    Catches a mean or scatter that includes masked rows, e.g. centring with an unweighted mean."""
+    model = Gaussian(dim=dim, ddof=1)
+    x = _data(dim, 5, seed=3)
+    junk = 1e3 * np.ones((4, dim))
+    padded = np.concatenate([x[:2], junk[:2], x[2:], junk[2:]])
+    w_padded = np.array([1, 1, 0, 0, 1, 1, 1, 0, 0])
+    for a, b in zip(_fitted(model, x, np.ones(5)), _fitted(model, padded, w_padded), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _stats_of(dim, x) -> GaussianStats:
+    """Sufficient statistics (count, mean, scatter) of a dataset, built from the MLE fit: scatter = n Σ̂_MLE."""
+    params = Gaussian(dim=dim, ddof=0).fit(jax.random.key(0), jnp.asarray(x), jnp.ones(len(x)))
+    n = float(len(x))
+    return GaussianStats(jnp.asarray(n), params.mean, params.factor, params.log_scale + 0.5 * np.log(n))
+
+
+def _scatter(stats):
+    f = np.asarray(stats.factor)
+    return np.exp(2 * float(stats.log_scale)) * f @ f.T
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_combine_stats_equals_stats_of_union(dim):
+    r"""Chan's pooled combination (the exact path's accumulation, §2.3): combine(stats(x), stats(y)) has the
+    count, mean and scatter S_x + S_y + (n_x n_y/n) δδᵀ of the union, which equals NumPy's n·np.cov(bias=True);
+    combining with ``empty_stats`` is the identity; fit_from_stats(combined) equals fit(union) for both ddof.
+
+    Catches a missing or mis-weighted between-batch term and a wrong count in the divisor."""
+    model = Gaussian(dim=dim, ddof=1)
+    x, y = _data(dim, 7, seed=4), _data(dim, 4, seed=5) + 2.0
+    union = np.concatenate([x, y])
+    combined = model.combine_stats(_stats_of(dim, x), _stats_of(dim, y))
+    direct = _stats_of(dim, union)
+    assert float(combined.count) == len(union)
+    np.testing.assert_allclose(np.asarray(combined.mean), union.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(_scatter(combined), _scatter(direct), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(_scatter(combined), len(union) * np.atleast_2d(np.cov(union.T, bias=True)),
+                               rtol=1e-10)
+    identity = model.combine_stats(model.empty_stats(model.params()), _stats_of(dim, x))
+    np.testing.assert_allclose(_scatter(identity), _scatter(_stats_of(dim, x)), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(identity.mean), x.mean(axis=0), rtol=1e-12)
+    for ddof in (0, 1):
+        m = Gaussian(dim=dim, ddof=ddof)
+        from_stats = m.fit_from_stats(combined)
+        np.testing.assert_allclose(np.asarray(m.covariance(from_stats)), _fitted(m, union, np.ones(len(union)))[1],
+                                   rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# save / load
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(runs, tmp_path):
+    """``save`` writes ``run.npz`` and a ``run.json`` sidecar atomically (no temporary files left); ``load`` gives
+    back every array bit for bit and the configuration; the sidecar records versions, backend, x64 and the seed.
+
+    Catches a summary or trajectory dropped or reordered on save, a non-atomic write leaving ``.tmp`` files, and
+    metadata without the provenance needed to reproduce a figure."""
+    res = runs["replace-exact"]["full"]
+    path = tmp_path / "run.npz"
+    res.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.npz"]
+    loaded = SimulationResult.load(path)
+    np.testing.assert_array_equal(loaded.generations, res.generations)
+    np.testing.assert_array_equal(loaded.quantile_levels, res.quantile_levels)
+    assert set(loaded.summary) == set(res.summary)
+    for metric, stats in res.summary.items():
+        assert set(loaded.summary[metric]) == set(stats)
+        for stat, value in stats.items():
+            np.testing.assert_array_equal(loaded.summary[metric][stat], value)
+    assert set(loaded.trajectories) == set(res.trajectories)
+    for metric, value in res.trajectories.items():
+        np.testing.assert_array_equal(loaded.trajectories[metric], value)
+    for field in res.final_params._fields:
+        np.testing.assert_array_equal(loaded.final_params[field], np.asarray(getattr(res.final_params, field)))
+    assert loaded.config == json.loads(json.dumps(res.config))
+    np.testing.assert_array_equal(loaded.quantile("log_variance", 0.5), res.quantile("log_variance", 0.5))
+    sidecar = json.loads((tmp_path / "run.json").read_text())
+    meta = sidecar["metadata"]
+    for key in ("x64", "jax", "numpy", "scipy", "seed", "backend"):
+        assert key in meta, f"metadata lacks {key}"
+    assert meta["x64"] is True and meta["seed"] == 11 and meta["jax"] == jax.__version__
+    assert sidecar["config"]["num_chains"] == C_INV
+    res.save(path)  # overwriting is atomic too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.npz"]
