@@ -7,6 +7,7 @@ device, and whether x64 was on. Arrays use the axis order ``(generation, chain, 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ def to_jsonable(obj):
     return repr(obj)
 
 
+@functools.lru_cache(maxsize=1)
 def _git_describe() -> str | None:
     try:
         here = Path(__file__).resolve().parent

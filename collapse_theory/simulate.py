@@ -311,7 +311,8 @@ def simulate(
             raise ValueError(f"quantiles={quantiles} are out of range: need 0 <= q <= 1")
     else:
         quantiles = ()
-    layout = Layout(int(sizes.max()), num_generations)
+    # The exact path never reads the layout: keep it out of the static plan so one program serves every M.
+    layout = Layout(int(sizes.max()), num_generations) if path == "sample" else Layout(0, 0)
     plan = _Plan(
         model=model,
         regime=regime,

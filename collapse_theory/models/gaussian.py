@@ -78,10 +78,18 @@ def _normalise(lower: jax.Array, log_scale: jax.Array):
 
 
 def _scatter_factor(rows: jax.Array, dim: int) -> jax.Array:
-    """Lower-triangular ``L`` (d, d) with ``L L^T = rows^T rows``, by QR (no squaring; singular allowed)."""
+    """Lower-triangular ``L`` (d, d) with ``L L^T = rows^T rows``, by QR (no squaring; singular allowed).
+
+    A rank-deficient scatter (M ≤ d points, or later points in the affine hull of a singular fit) leaves
+    round-off of order eps·max|R_ii| on the diagonal instead of zeros; entries below ``4·d·eps·max|R_ii|``
+    are treated as exact zeros (with their row of R), so such fits report det = 0 and log det = -inf.
+    """
     r = jnp.linalg.qr(rows, mode="r")
     if r.shape[0] < dim:
         r = jnp.concatenate([r, jnp.zeros((dim - r.shape[0], dim), r.dtype)])
+    diag = jnp.abs(jnp.diag(r))
+    tol = 4 * dim * jnp.finfo(r.dtype).eps * jnp.max(diag)
+    r = jnp.where((diag <= tol)[:, None], 0.0, r)
     return r.T
 
 
