@@ -128,9 +128,13 @@ def _select_params(t, truth, params):
     return jax.tree.map(lambda a, b: jnp.where(t == 1, a.astype(b.dtype), b), truth, params)
 
 
-def _chain_step(plan: _Plan, root, c, state: ChainState, t, sizes, truth, real_data, reference):
+def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real_data, reference):
     model, regime = plan.model, plan.regime
-    key_for = functools.partial(derive_key, root, c, t)
+    generation_key = jax.random.fold_in(chain_key, t)
+
+    def key_for(purpose):  # == derive_key(root, c, t, purpose); fold_in(root, c) is hoisted out of the scan
+        return jax.random.fold_in(generation_key, purpose)
+
     size = Sizes(sizes[0][t - 1], sizes[1][t - 1])
 
     def draw_real(key, n):
@@ -168,11 +172,12 @@ def _chain_step(plan: _Plan, root, c, state: ChainState, t, sizes, truth, real_d
 
 @functools.partial(jax.jit, static_argnames=("plan", "length"))
 def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, real_data, reference, chains):
-    step = functools.partial(_chain_step, plan, root)
+    step = functools.partial(_chain_step, plan)
+    chain_keys = jax.vmap(lambda c: jax.random.fold_in(root, c))(chains)
 
     def body(carry, t):
         carry, values = jax.vmap(step, in_axes=(0, 0, None, None, None, None, None))(
-            chains, carry, t, sizes, truth, real_data, reference
+            chain_keys, carry, t, sizes, truth, real_data, reference
         )
         out = {"summary": {k: _summarise(v, plan.quantiles) for k, v in values.items()}}
         if plan.trajectories:

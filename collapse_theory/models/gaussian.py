@@ -52,6 +52,8 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import ndtr
 
+from .._random import log_gamma
+
 
 class GaussianParams(NamedTuple):
     r""":math:`N(\mathrm{mean}, e^{2\,\mathrm{log\_scale}} F F^\top)`; shapes (d,), (d, d), ()."""
@@ -175,13 +177,15 @@ class Gaussian:
         """Weighted mean and covariance (divisor :math:`\\sum w - \\mathrm{ddof}`); ``key``/``params`` unused."""
         del key, params
         total = jnp.sum(weights)
-        mean = weights @ data / total
-        centred = data - mean[None, :]
         log_denominator = 0.5 * jnp.log(total - self.ddof)
         if self.dim == 1:
-            ss = jnp.sum(weights * centred[:, 0] ** 2)
+            x = data[:, 0]  # work on (n,) arrays: a trailing axis of length 1 is slow on CPU
+            mean = (weights @ x / total)[None]
+            ss = jnp.sum(weights * (x - mean[0]) ** 2)
             factor = jnp.ones((1, 1), data.dtype)
             return GaussianParams(mean, factor, 0.5 * jnp.log(ss) - log_denominator)
+        mean = weights @ data / total
+        centred = data - mean[None, :]
         lower = _scatter_factor(jnp.sqrt(weights)[:, None] * centred, self.dim)
         factor, log_scale = _normalise(lower, -log_denominator)
         return GaussianParams(mean, factor, log_scale)
@@ -196,7 +200,11 @@ class Gaussian:
         scale = jnp.exp(params.log_scale)
         mean = params.mean + scale * (params.factor @ z) / jnp.sqrt(jnp.maximum(n, 1.0))
         dof = n - 1 - jnp.arange(d, dtype=dtype)  # chi-square degrees of freedom of the Bartlett diagonal
-        log_chi2 = jnp.log(2.0) + jax.random.loggamma(k_diag, jnp.maximum(dof, 1.0) / 2, dtype=dtype)
+        shapes = jnp.maximum(dof, 1.0) / 2
+        if d == 1:
+            log_chi2 = jnp.log(2.0) + log_gamma(k_diag, shapes[0])[None]
+        else:
+            log_chi2 = jnp.log(2.0) + jax.vmap(log_gamma)(jax.random.split(k_diag, d), shapes)
         half_log_diag = jnp.where(dof > 0, 0.5 * log_chi2, -jnp.inf)
         if d == 1:
             return GaussianStats(n, mean, jnp.ones((1, 1), dtype), params.log_scale + half_log_diag[0])
