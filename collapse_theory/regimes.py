@@ -36,10 +36,12 @@ from .keys import REAL, SAMPLE, SUBSAMPLE
 
 
 class Layout(NamedTuple):
-    """Static sizes: ``m_max`` = max_t M_t (rows drawn per generation), ``total_generations`` of the run."""
+    """Static sizes: ``m_max`` = max_t M_t (rows drawn per generation), ``total_generations`` of the run, and
+    ``constant_size`` (every M_t equals ``m_max``, so the valid pool rows are a prefix of the buffer)."""
 
     m_max: int
     total_generations: int
+    constant_size: bool = False
 
 
 class Sizes(NamedTuple):
@@ -65,6 +67,22 @@ def _write(buffer, block, start):
     return jax.tree.map(
         lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=0), buffer, block
     )
+
+
+def _floyd_subset(key, pool_size, m: int) -> jax.Array:
+    """``m`` distinct indices, a uniformly random subset of ``range(pool_size)`` (Floyd's algorithm).
+
+    Step j draws r uniform on [0, J] with J = pool_size - m + j and keeps r unless it was already chosen, in which
+    case it keeps J (which cannot have been chosen). ``pool_size >= m`` may be traced; ``m`` is static.
+    """
+    tops = pool_size - m + jnp.arange(m, dtype=jnp.int32)
+    draws = jax.random.randint(key, (m,), 0, tops + 1, dtype=jnp.int32)
+
+    def step(j, chosen):
+        r = draws[j]
+        return chosen.at[j].set(jnp.where(jnp.any(chosen == r), tops[j], r))
+
+    return jax.lax.fori_loop(0, m, step, jnp.full((m,), -1, jnp.int32))
 
 
 class _NoBuffer:
@@ -139,16 +157,22 @@ class Accumulate:
 class AccumulateSubsample(Accumulate):
     """Pool as in :class:`Accumulate`; each fit uses :math:`M_t` pool points drawn without replacement.
 
-    The subset is the :math:`M_t` pool rows with the largest Gumbel keys (uniform without replacement). There is
-    no exact path: the subset shares points across generations, so the pool itself must be kept.
+    With a constant sample size the valid pool rows are the prefix of length :math:`tM` and the subset is drawn by
+    Floyd's algorithm (M random integers and M membership tests: O(M²) per generation, independent of the pool
+    size). With a varying schedule the subset is the :math:`M_t` valid rows with the largest Gumbel keys (O(pool)
+    per generation). Both are exactly uniform without replacement. There is no exact path: the subset shares
+    points across generations, so the pool itself must be kept.
     """
 
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
         m_max = layout.m_max
         data_buf, weight_buf = self._pool(key_for, t, sizes, m_max, draw, buffer)
-        scores = jax.random.gumbel(key_for(SUBSAMPLE), weight_buf.shape, weight_buf.dtype)
-        scores = jnp.where(weight_buf > 0, scores, -jnp.inf)
-        _, index = jax.lax.top_k(scores, m_max)
+        if layout.constant_size:
+            index = _floyd_subset(key_for(SUBSAMPLE), sizes.pool.astype(jnp.int32), m_max)
+        else:
+            scores = jax.random.gumbel(key_for(SUBSAMPLE), weight_buf.shape, weight_buf.dtype)
+            scores = jnp.where(weight_buf > 0, scores, -jnp.inf)
+            _, index = jax.lax.top_k(scores, m_max)
         data = jax.tree.map(lambda leaf: leaf[index], data_buf)
         return data, _mask(m_max, sizes.m), (data_buf, weight_buf)
 

@@ -317,7 +317,10 @@ def simulate(
     else:
         quantiles = ()
     # The exact path never reads the layout: keep it out of the static plan so one program serves every M.
-    layout = Layout(int(sizes.max()), num_generations) if path == "sample" else Layout(0, 0)
+    if path == "sample":
+        layout = Layout(int(sizes.max()), num_generations, bool(np.all(sizes == sizes[0])))
+    else:
+        layout = Layout(0, 0)
     plan = _Plan(
         model=model,
         regime=regime,
