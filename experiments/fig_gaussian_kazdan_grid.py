@@ -189,10 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         fig = plot(data, sizes=sizes, dim=args.dim, num_chains=args.num_chains, num_generations=num_generations,
                    seed=args.seed)
         paths = plotting.save_figure(fig, args.out, NAME)
-    for path in paths:
-        print(path)
-    sys.stdout.flush()
-    print(f"{NAME}: simulation {sim_s:.1f} s, total {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    plotting.report_saved(NAME, paths, sim_s, start)
     return 0
 
 

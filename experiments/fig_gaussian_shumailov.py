@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 
 NAME = "gaussian_shumailov"
@@ -124,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     with plotting.style_context("paper"):
         fig = plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
         paths = plotting.save_figure(fig, args.out, NAME)
-    for path in paths:
-        print(path)
-    sys.stdout.flush()
-    print(f"{NAME}: simulation {sim_s:.1f} s, total {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    plotting.report_saved(NAME, paths, sim_s, start)
     return 0
 
 

@@ -25,7 +25,6 @@ Run: ``python experiments/fig_gaussian_w2.py [--quick] [--out figures] [--seed 0
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -161,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     with plotting.style_context("paper"):
         fig = plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
         paths = plotting.save_figure(fig, args.out, NAME)
-    for path in paths:
-        print(path)
-    sys.stdout.flush()
-    print(f"{NAME}: simulation {sim_s:.1f} s, total {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    plotting.report_saved(NAME, paths, sim_s, start)
     return 0
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "suptitle",
     "wrap_text",
     "plain_log_ticks",
+    "report_saved",
 ]
 
 

@@ -319,3 +319,14 @@ def save_figure(fig: Figure, out_dir, name: str, *, formats: Sequence[str] = ("p
         finally:
             fig.set_layout_engine(engine)
     return paths
+
+
+def report_saved(name: str, paths, simulation_s: float, start: float) -> None:
+    """Print the written paths (stdout) and the timing line of an experiment (stderr)."""
+    import sys
+    import time
+
+    for path in paths:
+        print(path)
+    sys.stdout.flush()
+    print(f"{name}: simulation {simulation_s:.1f} s, total {time.perf_counter() - start:.1f} s", file=sys.stderr)
