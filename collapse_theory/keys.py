@@ -25,6 +25,10 @@ SUBSAMPLE = 4
 """Purpose: choosing a subset of the pool (``AccumulateSubsample``)."""
 GATE = 5
 """Purpose: randomness of a verification gate."""
+METRIC = 6
+"""Purpose: randomness inside ``metrics`` (a downstream fit, Monte-Carlo estimates of an observable)."""
+TRUTH = 7
+"""Purpose: a chain's own real distribution, drawn once per chain at generation 0 (``model.chain_truth``)."""
 
 
 def root_key(seed: int) -> jax.Array:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import io as _io
-from .keys import FIT, INIT, derive_key, root_key
+from .keys import FIT, INIT, METRIC, TRUTH, derive_key, root_key
 from .models.base import has_exact_path
 from .regimes import AccumulateSubsample, Layout, Replace, Sizes
 from .schedules import as_schedule
@@ -59,6 +59,8 @@ class _Plan:
     quantiles: tuple[float, ...]
     trajectories: bool
     real_is_dataset: bool
+    chain_truth: bool
+    reference_is_truth: bool
 
 
 @dataclasses.dataclass
@@ -151,7 +153,7 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
             return model.sample_stats(key, truth, n)
 
         stats, buffer = regime.assemble_stats(key_for, t, size, model, draw_stats, draw_real_stats, state.buffer)
-        params = model.fit_from_stats(stats)
+        params = model.fit_from_stats(stats, state.params)
     else:
         if plan.real_is_dataset:
 
@@ -164,7 +166,7 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
 
         data, weights, buffer = regime.assemble(key_for, t, size, plan.layout, draw, draw_real, state.buffer)
         params = model.fit(key_for(FIT), data, weights, state.params)
-    values = model.metrics(params, reference)
+    values = model.metrics(params, reference, key_for(METRIC))
     if plan.metrics is not None:
         values = {name: values[name] for name in plan.metrics}
     return ChainState(params, buffer), values
@@ -174,9 +176,13 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
 def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, real_data, reference, chains):
     step = functools.partial(_chain_step, plan)
     chain_keys = jax.vmap(lambda c: jax.random.fold_in(root, c))(chains)
+    truth, truth_axis = _chain_truths(plan, root, truth, chains)
+    ref_axis = None
+    if plan.reference_is_truth:
+        reference, ref_axis = truth, truth_axis
 
     def body(carry, t):
-        carry, values = jax.vmap(step, in_axes=(0, 0, None, None, None, None, None))(
+        carry, values = jax.vmap(step, in_axes=(0, 0, None, None, truth_axis, None, ref_axis))(
             chain_keys, carry, t, sizes, truth, real_data, reference
         )
         out = {"summary": {k: _summarise(v, plan.quantiles) for k, v in values.items()}}
@@ -187,9 +193,18 @@ def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, rea
     return jax.lax.scan(body, state, t_start + jnp.arange(length))
 
 
+def _chain_truths(plan: _Plan, root, truth, chains):
+    """Each chain's real distribution (``model.chain_truth``, key purpose TRUTH at t = 0) and its vmap axis."""
+    if not plan.chain_truth or truth is None:
+        return truth, None
+    return jax.vmap(lambda c: plan.model.chain_truth(derive_key(root, c, 0, TRUTH), truth))(chains), 0
+
+
 def _init_state(plan: _Plan, root, truth, real_data, chains) -> ChainState:
     model, regime = plan.model, plan.regime
-    if truth is not None:
+    if truth is not None and plan.chain_truth:
+        params, _ = _chain_truths(plan, root, truth, chains)
+    elif truth is not None:
         params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (plan.num_chains,) + leaf.shape), truth)
     else:
         params = jax.vmap(lambda c: model.init(derive_key(root, c, 0, INIT)))(chains)
@@ -253,7 +268,8 @@ def simulate(
       num_samples: M, an int or a schedule (:mod:`collapse_theory.schedules`) giving :math:`M_t`.
       truth: parameters of the real distribution (default for models with ``params()``: ``model.params()``).
       real_data: alternatively, a dataset (leading axis = rows) to draw real data from, without replacement.
-      reference: what ``model.metrics`` compares against; default ``truth``.
+      reference: what ``model.metrics`` compares against; default ``truth`` (each chain's own truth for models
+        with a ``chain_truth`` hook).
       path: ``"sample"`` (draw and fit samples) or ``"exact"`` (sufficient statistics, O(1) per generation).
       metrics: names of the per-chain metrics to keep (default: all the model reports).
       quantiles: quantile levels over chains recorded per generation.
@@ -280,6 +296,8 @@ def simulate(
         raise ValueError(f"path={path!r} is not one of {PATHS}")
     schedule = as_schedule(num_samples)
     sizes = schedule.sizes(num_generations)
+    if hasattr(model, "check_sizes"):
+        model.check_sizes(sizes, path)
     min_samples = getattr(model, "min_samples", 1)
     if sizes.min() < min_samples:
         t_bad = int(np.argmin(sizes)) + 1
@@ -309,6 +327,7 @@ def simulate(
         rows = jax.tree.leaves(real_data)[0].shape[0]
         if rows < sizes.max():
             raise ValueError(f"real_data has {rows} rows: need at least max_t M_t = {int(sizes.max())}")
+    reference_is_truth = reference is None
     reference = truth if reference is None else reference
     if quantiles:
         quantiles = tuple(float(q) for q in quantiles)
@@ -331,6 +350,8 @@ def simulate(
         quantiles=quantiles,
         trajectories=bool(trajectories),
         real_is_dataset=real_data is not None,
+        chain_truth=hasattr(model, "chain_truth") and truth is not None,
+        reference_is_truth=reference_is_truth,
     )
     if path == "sample":
         rows_per_chain = regime.buffer_rows(layout)
@@ -381,6 +402,8 @@ def simulate(
         "chain_offset": chain_offset,
         "generation_index": "t = number of fits; t = 1 is the fit on real data",
         "real_source": "dataset" if real_data is not None else "truth",
+        "per_chain_truth": plan.chain_truth,
+        "reference": "truth" if reference_is_truth else "given",
     }
     metadata = _io.collect_metadata(seed=seed, wall_time_s=time.time() - start_time)
     return SimulationResult(

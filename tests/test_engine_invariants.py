@@ -229,7 +229,7 @@ def test_combine_stats_equals_stats_of_union(dim):
     np.testing.assert_allclose(np.asarray(identity.mean), x.mean(axis=0), rtol=1e-12)
     for ddof in (0, 1):
         m = Gaussian(dim=dim, ddof=ddof)
-        from_stats = m.fit_from_stats(combined)
+        from_stats = m.fit_from_stats(combined, None)
         np.testing.assert_allclose(np.asarray(m.covariance(from_stats)), _fitted(m, union, np.ones(len(union)))[1],
                                    rtol=1e-10)
 

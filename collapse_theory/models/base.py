@@ -13,9 +13,21 @@ Sample-level path (every model):
   (weight 2 means the row counts twice; weight 0 means absent), so that fixed-size buffers and masks express
   every regime. ``params`` is the current model: closed-form fits ignore it; iterative fits (EM, optax training)
   may start from it or from a fresh initialisation, as the model documents.
-* ``metrics(params, reference) -> dict[str, Array]``: per-chain scalar observables. ``reference`` is what the
-  metrics compare against (the true parameters, held-out real data).
+* ``metrics(params, reference, key) -> dict[str, Array]``: per-chain scalar observables. ``reference`` is what the
+  metrics compare against (the true parameters, held-out real data); ``key`` (purpose ``METRIC``) serves
+  observables that need randomness (a downstream fit on fresh data, samples scored by a grammar); deterministic
+  metrics ignore it.
 * ``min_samples``: the smallest training-set size ``fit`` accepts (2 for an unbiased variance).
+
+Optional hooks (any model):
+
+* ``chain_truth(key, truth) -> truth``: each chain's own real distribution, drawn once per chain from a key of
+  purpose ``TRUTH`` at generation 0 (a regression's fixed design X and random true weights, a random-projection
+  matrix). The engine then uses the chain's truth wherever it would use ``truth``: real draws, the start of the
+  chain and, unless the caller gives ``reference=``, the metrics' reference. Parameters may carry such per-chain
+  constants; ``fit`` and ``fit_from_stats`` pass them through.
+* ``check_sizes(sizes, path)``: raise ``ValueError`` naming the parameter when the per-generation sample sizes
+  (a NumPy int array) do not suit the model on ``path`` (e.g. a fixed design of T rows needs multiples of T).
 
 Exact path (families with sufficient statistics), in addition:
 
@@ -23,7 +35,8 @@ Exact path (families with sufficient statistics), in addition:
   O(1) random numbers per chain; ``n`` may be a traced integer.
 * ``empty_stats(like) -> stats``, ``combine_stats(a, b) -> stats``: the statistics of an empty sample and of the
   union of two samples (accumulation is a running combination).
-* ``fit_from_stats(stats) -> params``: the same estimator as ``fit``.
+* ``fit_from_stats(stats, params) -> params``: the same estimator as ``fit``; ``params`` is the current model
+  (closed-form fits use it only to pass per-chain constants through).
 """
 
 from __future__ import annotations
@@ -47,7 +60,7 @@ class Model(Protocol):
 
     def fit(self, key: jax.Array, data: Data, weights: jax.Array, params: Params) -> Params: ...
 
-    def metrics(self, params: Params, reference: Any) -> dict[str, jax.Array]: ...
+    def metrics(self, params: Params, reference: Any, key: jax.Array) -> dict[str, jax.Array]: ...
 
 
 @runtime_checkable
@@ -58,7 +71,7 @@ class ExactModel(Model, Protocol):
 
     def combine_stats(self, a: Stats, b: Stats) -> Stats: ...
 
-    def fit_from_stats(self, stats: Stats) -> Params: ...
+    def fit_from_stats(self, stats: Stats, params: Params) -> Params: ...
 
 
 def has_exact_path(model) -> bool:

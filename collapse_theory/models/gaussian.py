@@ -242,12 +242,13 @@ class Gaussian:
         factor, log_scale = _normalise(_scatter_factor(rows, self.dim), top)
         return GaussianStats(n, mean, factor, log_scale)
 
-    def fit_from_stats(self, stats: GaussianStats) -> GaussianParams:
-        """The estimator of :meth:`fit` from sufficient statistics."""
+    def fit_from_stats(self, stats: GaussianStats, params=None) -> GaussianParams:
+        """The estimator of :meth:`fit` from sufficient statistics (``params`` unused)."""
+        del params
         return GaussianParams(stats.mean, stats.factor, stats.log_scale - 0.5 * jnp.log(stats.count - self.ddof))
 
     # ----------------------------------------------------------------- observables
-    def metrics(self, params: GaussianParams, reference: GaussianParams) -> dict[str, jax.Array]:
+    def metrics(self, params: GaussianParams, reference: GaussianParams, key=None) -> dict[str, jax.Array]:
         r"""Per-chain observables against the truth ``reference`` (all in log scale where they can underflow).
 
         ``sq_mean_error`` :math:`\|\mu-\mu_0\|^2`; ``trace_ratio``/``log_trace_ratio``
@@ -255,7 +256,9 @@ class Gaussian:
         :math:`W_2^2(N(\mu,\Sigma), N(\mu_0,\Sigma_0))` in closed form; ``kl_truth_model``
         :math:`KL(P_0\|P)` (+inf once Σ is singular), ``kl_model_truth`` :math:`KL(P\|P_0)`; ``tail_mass``;
         ``collapsed`` (0/1). In one dimension also ``variance``, ``log_variance``, ``std`` and ``abs_mean_error``.
+        All are deterministic: ``key`` is unused.
         """
+        del key
         d = self.dim
         f, s = params.factor, params.log_scale
         f0, s0 = reference.factor, reference.log_scale
