@@ -146,3 +146,4 @@ def format_table(rows: list[dict]) -> str:
 
 
 from . import gaussian as gaussian  # noqa: E402  (registers the Gaussian checks)
+from . import regression as regression  # noqa: E402,F401  (registers the regression checks)

@@ -7,6 +7,10 @@ its reference in every docstring (see ``THEORY.md`` for the derivations).
 Submodules:
   gaussian: 1-D and d-dimensional Gaussian refitting chains (replace,
     accumulate, fresh-data fraction).
+  regression: linear-regression chains (replace / accumulate, fixed or fresh
+    design), the downstream model of Dohmatob et al., strong model collapse.
 """
 
 from . import gaussian as gaussian
+from . import regression as regression
+from . import categorical as categorical

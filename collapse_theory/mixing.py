@@ -1,0 +1,170 @@
+r"""Strong model collapse: one fit on a mix of real and label-shifted "synthetic" data, swept over sizes.
+
+Dohmatob, Feng, Subramonian & Kempe, "Strong Model Collapse" (ICLR 2025); THEORY.md §5. Not a recursive chain:
+each chain fits **once** on ``n1`` rows from the real distribution :math:`P_1` (weights :math:`w_1`, noise
+:math:`\sigma_1`) and ``n2`` rows whose labels come from :math:`w_2 = w_1 + \delta` (noise :math:`\sigma_2`);
+:math:`p_2 = n_2/n`. The test error is measured on :math:`P_1` as the excess risk :math:`\|\hat w - w_1\|_\Sigma^2`
+(no σ²). The model is any :class:`~collapse_theory.models.LinearRegression` with a fresh design — including the
+random-projections model (``model_size=m``, interpolation threshold at m = n).
+
+Every cell of a sweep uses the exact sufficient-statistic sampler (O(d²) random numbers per chain whatever n is),
+so a sweep over n from 10² to 10⁶ costs the same per cell; one compiled program serves every (n1, n2).
+Keys: chain c draws its real rows from ``derive_key(seed, c, 1, REAL)``, its shifted rows from
+``derive_key(seed, c, 1, SAMPLE)`` and its own truth (projection S, random weights) from
+``derive_key(seed, c, 0, TRUTH)`` — the same keys in every cell (common random numbers across the sweep, which
+smooths curves without biasing any cell), and independent of the number of chains.
+
+Examples:
+  >>> from collapse_theory.models import LinearRegression
+  >>> from collapse_theory.mixing import simulate_mixture
+  >>> res = simulate_mixture(0, LinearRegression(dim=20), num_real=[180, 900], num_synth=[20, 100],
+  ...                        shift_norm_sq=1.0, num_chains=256)
+  >>> res.mean("excess_risk").shape
+  (2,)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import io as _io
+from .keys import METRIC, REAL, SAMPLE, TRUTH, derive_key, root_key
+
+
+@dataclasses.dataclass
+class MixtureResult:
+    """Per-cell summaries over chains: ``summary[metric] = {"mean": (cells,), "sd": (cells,)}``."""
+
+    num_real: np.ndarray
+    num_synth: np.ndarray
+    summary: dict
+    config: dict
+    metadata: dict
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.config["num_chains"])
+
+    @property
+    def p2(self) -> np.ndarray:
+        return self.num_synth / (self.num_real + self.num_synth)
+
+    def mean(self, metric: str) -> np.ndarray:
+        return self.summary[metric]["mean"]
+
+    def se(self, metric: str) -> np.ndarray:
+        return self.summary[metric]["sd"] / math.sqrt(self.num_chains)
+
+    def save(self, path) -> None:
+        """Write the result as JSON, atomically."""
+        payload = {
+            "num_real": self.num_real, "num_synth": self.num_synth, "summary": self.summary,
+            "config": self.config, "metadata": self.metadata,
+        }
+        _io.atomic_write_text(path, json.dumps(_io.to_jsonable(payload), indent=2, sort_keys=True) + "\n")
+
+
+@functools.partial(jax.jit, static_argnames=("model", "synth_model"))
+def _run(model, synth_model, root, chains, n_real, n_synth, truth, shift):
+    def one_chain(c, n1, n2):
+        own = model.chain_truth(derive_key(root, c, 0, TRUTH), truth)
+        shifted = own._replace(weights=own.weights + shift)
+        stats = model.combine_stats(
+            model.sample_stats(derive_key(root, c, 1, REAL), own, n1),
+            synth_model.sample_stats(derive_key(root, c, 1, SAMPLE), shifted, n2),
+        )
+        fitted = model.fit_from_stats(stats, own)
+        values = model.metrics(fitted, own, derive_key(root, c, 1, METRIC))
+        values["mean_shift"] = jnp.dot(fitted.weights - own.weights, shift)
+        return values
+
+    def one_cell(n1, n2):
+        values = jax.vmap(one_chain, in_axes=(0, None, None))(chains, n1, n2)
+        return {k: {"mean": jnp.mean(v), "sd": jnp.std(v, ddof=1)} for k, v in values.items()}
+
+    return jax.lax.map(lambda a: one_cell(*a), (n_real, n_synth))
+
+
+def simulate_mixture(
+    key,
+    model,
+    *,
+    num_real,
+    num_synth,
+    shift=None,
+    shift_norm_sq=None,
+    synth_noise_sd=None,
+    num_chains: int,
+    truth=None,
+    chain_offset: int = 0,
+) -> MixtureResult:
+    r"""Fit ``model`` once on ``num_real`` real plus ``num_synth`` shifted rows, for every cell of a sweep.
+
+    Args:
+      key: int seed (recorded) or a typed JAX key.
+      model: a :class:`~collapse_theory.models.LinearRegression` with ``design="fresh"``; its ``noise_sd`` is
+        :math:`\sigma_1`, its ridge and ``model_size`` define the fitted model.
+      num_real, num_synth: ints or equal-length sequences (n1, n2) of the cells.
+      shift: the label shift :math:`\delta = w_2 - w_1` (d,); or ``shift_norm_sq``: δ along the first axis with
+        this squared norm.
+      synth_noise_sd: :math:`\sigma_2` (default :math:`\sigma_1`).
+      num_chains: independent chains per cell.
+      truth: real parameters (default ``model.params()``).
+
+    Returns:
+      A :class:`MixtureResult` with the model's metrics (``excess_risk`` = :math:`\|\hat w - w_1\|_\Sigma^2`) and
+      ``mean_shift`` :math:`\langle \hat w - w_1, \delta\rangle` (exactly :math:`p_2\|\delta\|^2` in expectation
+      for OLS with n ≥ d).
+    """
+    start = time.time()
+    if getattr(model, "design", None) != "fresh":
+        raise ValueError("simulate_mixture needs a LinearRegression with design='fresh' (independent rows)")
+    if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
+        raise ValueError(f"num_chains={num_chains!r} is out of range: need an int num_chains >= 2")
+    n_real = np.atleast_1d(np.asarray(num_real))
+    n_synth = np.atleast_1d(np.asarray(num_synth))
+    n_real, n_synth = np.broadcast_arrays(n_real, n_synth)
+    for name, arr in (("num_real", n_real), ("num_synth", n_synth)):
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
+            raise ValueError(f"{name}={arr.tolist()} is out of range: need integers >= 0")
+    if np.any(n_real + n_synth < 1):
+        raise ValueError("every cell needs num_real + num_synth >= 1")
+    d = model.dim
+    if (shift is None) == (shift_norm_sq is None):
+        raise ValueError("give exactly one of shift= (a (d,) vector) or shift_norm_sq= (a number >= 0)")
+    if shift is None:
+        if not (math.isfinite(shift_norm_sq) and shift_norm_sq >= 0):
+            raise ValueError(f"shift_norm_sq={shift_norm_sq!r} is out of range: need a finite value >= 0")
+        shift = np.zeros(d)
+        shift[0] = math.sqrt(shift_norm_sq)
+    shift = np.asarray(shift, dtype=np.float64)
+    if shift.shape != (d,) or not np.all(np.isfinite(shift)):
+        raise ValueError(f"shift has shape {shift.shape}: need a finite ({d},) vector")
+    synth_model = model if synth_noise_sd is None else dataclasses.replace(model, noise_sd=synth_noise_sd)
+    truth = model.params() if truth is None else truth
+    seed = key if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else None
+    root = root_key(int(seed)) if seed is not None else key
+    dtype = jnp.zeros(()).dtype
+    chains = chain_offset + jnp.arange(num_chains)
+    out = _run(model, synth_model, root, chains, jnp.asarray(n_real, dtype), jnp.asarray(n_synth, dtype),
+               jax.tree.map(jnp.asarray, truth), jnp.asarray(shift, dtype))
+    summary = jax.tree.map(np.asarray, jax.device_get(out))
+    config = {
+        "model": type(model).__name__,
+        "model_options": _io.to_jsonable(dataclasses.asdict(model)),
+        "synth_noise_sd": synth_model.noise_sd,
+        "shift": shift.tolist(),
+        "num_chains": num_chains,
+        "chain_offset": chain_offset,
+        "test_error": "excess risk ||w_hat - w_1||_Sigma^2 on the real distribution (noise floor not included)",
+    }
+    return MixtureResult(n_real, n_synth, summary, config,
+                         _io.collect_metadata(seed=seed, wall_time_s=time.time() - start))
