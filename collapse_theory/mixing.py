@@ -72,16 +72,26 @@ class MixtureResult:
         _io.atomic_write_text(path, json.dumps(_io.to_jsonable(payload), indent=2, sort_keys=True) + "\n")
 
 
-@functools.partial(jax.jit, static_argnames=("model", "synth_model"))
-def _run(model, synth_model, root, chains, n_real, n_synth, truth, shift):
+def _mask(rows: int, count):
+    return (jnp.arange(rows) < count).astype(jnp.zeros(()).dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "rows"))
+def _run(model, rows, root, chains, n_real, n_synth, truth, shift, synth_noise_sd):
     def one_chain(c, n1, n2):
         own = model.chain_truth(derive_key(root, c, 0, TRUTH), truth)
-        shifted = own._replace(weights=own.weights + shift)
-        stats = model.combine_stats(
-            model.sample_stats(derive_key(root, c, 1, REAL), own, n1),
-            synth_model.sample_stats(derive_key(root, c, 1, SAMPLE), shifted, n2),
-        )
-        fitted = model.fit_from_stats(stats, own)
+        shifted = own._replace(weights=own.weights + shift, noise_sd=synth_noise_sd)
+        k_real, k_synth = derive_key(root, c, 1, REAL), derive_key(root, c, 1, SAMPLE)
+        if rows is None:
+            stats = model.combine_stats(
+                model.sample_stats(k_real, own, n1), model.sample_stats(k_synth, shifted, n2)
+            )
+            fitted = model.fit_from_stats(stats, own)
+        else:
+            real, synth = model.sample(k_real, own, rows[0]), model.sample(k_synth, shifted, rows[1])
+            data = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), real, synth)
+            weights = jnp.concatenate([_mask(rows[0], n1), _mask(rows[1], n2)])
+            fitted = model.fit(None, data, weights, own)
         values = model.metrics(fitted, own, derive_key(root, c, 1, METRIC))
         values["mean_shift"] = jnp.dot(fitted.weights - own.weights, shift)
         return values
@@ -104,20 +114,25 @@ def simulate_mixture(
     synth_noise_sd=None,
     num_chains: int,
     truth=None,
+    path: str = "exact",
     chain_offset: int = 0,
 ) -> MixtureResult:
     r"""Fit ``model`` once on ``num_real`` real plus ``num_synth`` shifted rows, for every cell of a sweep.
 
     Args:
       key: int seed (recorded) or a typed JAX key.
-      model: a :class:`~collapse_theory.models.LinearRegression` with ``design="fresh"``; its ``noise_sd`` is
-        :math:`\sigma_1`, its ridge and ``model_size`` define the fitted model.
+      model: a :class:`~collapse_theory.models.LinearRegression` with ``design="fresh"``; its ridge and
+        ``model_size`` define the fitted model; ``truth.noise_sd`` (default the model's ``noise_sd``) is
+        :math:`\sigma_1`.
       num_real, num_synth: ints or equal-length sequences (n1, n2) of the cells.
       shift: the label shift :math:`\delta = w_2 - w_1` (d,); or ``shift_norm_sq``: δ along the first axis with
         this squared norm.
       synth_noise_sd: :math:`\sigma_2` (default :math:`\sigma_1`).
       num_chains: independent chains per cell.
       truth: real parameters (default ``model.params()``).
+      path: ``"exact"`` (sufficient statistics: O(d²) random numbers per chain whatever n is; the fit costs an
+        eigendecomposition of a d × d, or m × m, matrix) or ``"sample"`` (draw the rows, max n1 + max n2 per
+        chain, and fit them by SVD: cheaper when d or m exceeds n).
 
     Returns:
       A :class:`MixtureResult` with the model's metrics (``excess_risk`` = :math:`\|\hat w - w_1\|_\Sigma^2`) and
@@ -148,21 +163,28 @@ def simulate_mixture(
     shift = np.asarray(shift, dtype=np.float64)
     if shift.shape != (d,) or not np.all(np.isfinite(shift)):
         raise ValueError(f"shift has shape {shift.shape}: need a finite ({d},) vector")
-    synth_model = model if synth_noise_sd is None else dataclasses.replace(model, noise_sd=synth_noise_sd)
     truth = model.params() if truth is None else truth
+    synth_noise_sd = float(truth.noise_sd) if synth_noise_sd is None else synth_noise_sd
+    if not (isinstance(synth_noise_sd, (int, float)) and math.isfinite(synth_noise_sd) and synth_noise_sd >= 0):
+        raise ValueError(f"synth_noise_sd={synth_noise_sd!r} is out of range: need a finite value >= 0")
     seed = key if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else None
     root = root_key(int(seed)) if seed is not None else key
     dtype = jnp.zeros(()).dtype
     chains = chain_offset + jnp.arange(num_chains)
-    out = _run(model, synth_model, root, chains, jnp.asarray(n_real, dtype), jnp.asarray(n_synth, dtype),
-               jax.tree.map(jnp.asarray, truth), jnp.asarray(shift, dtype))
+    if path not in ("exact", "sample"):
+        raise ValueError(f"path={path!r} is not one of ('exact', 'sample')")
+    rows = None if path == "exact" else (int(n_real.max()), int(n_synth.max()))
+    out = _run(model, rows, root, chains, jnp.asarray(n_real, dtype), jnp.asarray(n_synth, dtype),
+               jax.tree.map(jnp.asarray, truth), jnp.asarray(shift, dtype), jnp.asarray(synth_noise_sd, dtype))
     summary = jax.tree.map(np.asarray, jax.device_get(out))
     config = {
         "model": type(model).__name__,
         "model_options": _io.to_jsonable(dataclasses.asdict(model)),
-        "synth_noise_sd": synth_model.noise_sd,
+        "real_noise_sd": float(truth.noise_sd),
+        "synth_noise_sd": synth_noise_sd,
         "shift": shift.tolist(),
         "num_chains": num_chains,
+        "path": path,
         "chain_offset": chain_offset,
         "test_error": "excess risk ||w_hat - w_1||_Sigma^2 on the real distribution (noise floor not included)",
     }

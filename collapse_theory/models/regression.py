@@ -70,11 +70,14 @@ class RegressionParams(NamedTuple):
 
     Attributes:
       weights: (d,) the effective weights :math:`w` (``S^T v`` for the random-projections model).
+      noise_sd: () σ, the label noise this model generates with (carried, so one compiled program serves every
+        σ; a fit keeps the σ of the model it refits, i.e. later generations relabel with the same noise level).
       design: (T, d) the chain's fixed design X (``design="fixed"``), else shape (0, d).
       projection: (m, d) the chain's random projection S (``model_size=m``), else shape (0, d).
     """
 
     weights: jax.Array
+    noise_sd: jax.Array
     design: jax.Array
     projection: jax.Array
 
@@ -92,17 +95,29 @@ class Downstream:
     r"""The downstream model of Dohmatob, Feng & Kempe (2024): ridge(``ridge``) on ``rows`` fresh samples
     :math:`x \sim N(0, \Sigma)`, :math:`y = x^\top \hat w_t + N(0, \mathrm{noise\_sd}^2)` labelled by the chain's
     current generator :math:`\hat w_t`; reported as ``downstream_excess_risk`` :math:`\|\hat w^{\rm pred} -
-    w^*\|_\Sigma^2` (no σ²)."""
+    w^*\|_\Sigma^2` (no σ²). ``ridge`` may be a tuple of penalties: all are fitted on the same downstream sample
+    (one eigendecomposition) and reported as ``downstream_excess_risk_0``, ``_1``, … (a λ sweep in one run)."""
 
     rows: int
     noise_sd: float = 1.0
-    ridge: float = 0.0
+    ridge: float | tuple[float, ...] = 0.0
 
     def __post_init__(self):
         if isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 1:
             raise ValueError(f"downstream rows={self.rows!r} is out of range: need an int rows >= 1")
         _check_nonneg("downstream noise_sd", self.noise_sd)
-        _check_nonneg("downstream ridge", self.ridge)
+        if isinstance(self.ridge, (tuple, list)):
+            if not self.ridge:
+                raise ValueError("downstream ridge=() is empty: give a penalty or a tuple of penalties")
+            for lam in self.ridge:
+                _check_nonneg("downstream ridge", lam)
+            object.__setattr__(self, "ridge", tuple(float(v) for v in self.ridge))
+        else:
+            _check_nonneg("downstream ridge", self.ridge)
+
+    @property
+    def ridges(self) -> tuple[float, ...]:
+        return self.ridge if isinstance(self.ridge, tuple) else (self.ridge,)
 
 
 def _check_nonneg(name, value):
@@ -122,12 +137,21 @@ def power_law_spectrum(dim: int, beta: float) -> tuple[float, ...]:
 def _solve(gram, moment, count, ridge: float, dim: int):
     r""":math:`(G + n\lambda I)^{+} b` by a symmetric eigendecomposition; eigenvalues below
     ``4·d·eps·max`` count as zero (the minimum-norm solution of a singular system)."""
+    return _solve_many(gram, moment, count, (ridge,), dim)[0]
+
+
+def _solve_many(gram, moment, count, ridges: tuple[float, ...], dim: int):
+    """:func:`_solve` for several penalties from one eigendecomposition; shape (len(ridges), d)."""
     evals, evecs = jnp.linalg.eigh(gram)
     tol = 4 * dim * jnp.finfo(gram.dtype).eps * jnp.maximum(jnp.max(jnp.abs(evals)), jnp.finfo(gram.dtype).tiny)
-    shifted = evals + count * ridge
-    keep = evals > tol if ridge == 0 else shifted > 0
-    inverse = jnp.where(keep, 1.0 / jnp.where(keep, shifted, 1.0), 0.0)
-    return evecs @ (inverse * (evecs.T @ moment))
+    projected = evecs.T @ moment
+    out = []
+    for ridge in ridges:
+        shifted = evals + count * ridge
+        keep = evals > tol if ridge == 0 else shifted > 0
+        inverse = jnp.where(keep, 1.0 / jnp.where(keep, shifted, 1.0), 0.0)
+        out.append(evecs @ (inverse * projected))
+    return jnp.stack(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +160,9 @@ class LinearRegression:
 
     Args:
       dim: input dimension d.
-      noise_sd: σ, the label-noise standard deviation of the real data and of every synthetic relabelling.
+      noise_sd: σ, the default label-noise standard deviation of :meth:`params` (the real data's and, since a
+        fit keeps it, every synthetic relabelling's); it lives in the parameters, so runs that differ only in σ
+        share one compiled program.
       ridge: λ ≥ 0 in the normalised ridge objective above (0 = OLS / minimum norm).
       design: ``"fixed"`` (one X per chain, relabelled every generation) or ``"fresh"`` (new X each time).
       design_rows: T, rows of the fixed design (required for ``design="fixed"``).
@@ -196,9 +222,12 @@ class LinearRegression:
             return jnp.ones((self.dim,), dtype)
         return jnp.sqrt(jnp.asarray(self.spectrum, dtype))
 
-    def params(self, weights=None) -> RegressionParams:
+    def params(self, weights=None, noise_sd=None) -> RegressionParams:
         """The real model with true weights ``weights`` (default :math:`w^* = (1, \\dots, 1)/\\sqrt d`,
-        ‖w*‖ = 1). Per-chain constants (design, projection) are filled in by :meth:`chain_truth`."""
+        ‖w*‖ = 1) and label noise ``noise_sd`` (default the model's). Per-chain constants (design, projection)
+        are filled in by :meth:`chain_truth`."""
+        noise_sd = self.noise_sd if noise_sd is None else noise_sd
+        _check_nonneg("noise_sd", noise_sd)
         d = self.dim
         if weights is None:
             weights = np.full(d, 1.0 / math.sqrt(d))
@@ -210,7 +239,8 @@ class LinearRegression:
         dtype = jnp.zeros(()).dtype
         rows = self.design_rows if self.design == "fixed" else 0
         m = self.model_size or 0
-        return RegressionParams(jnp.asarray(weights, dtype), jnp.zeros((rows, d), dtype), jnp.zeros((m, d), dtype))
+        return RegressionParams(jnp.asarray(weights, dtype), jnp.asarray(noise_sd, dtype),
+                                jnp.zeros((rows, d), dtype), jnp.zeros((m, d), dtype))
 
     def chain_truth(self, key: jax.Array, truth: RegressionParams) -> RegressionParams:
         """Each chain's design X (fixed design), projection S (random projections) and, with ``random_weights``,
@@ -226,7 +256,7 @@ class LinearRegression:
         weights = truth.weights
         if self.random_weights:
             weights = jax.random.normal(k_weights, (self.dim,), dtype)
-        return RegressionParams(weights, design, projection)
+        return RegressionParams(weights, truth.noise_sd, design, projection)
 
     def init(self, key: jax.Array) -> RegressionParams:
         """The default parameters (chains whose real data is a dataset start from them; the first fit
@@ -246,7 +276,7 @@ class LinearRegression:
             x = params.design[jnp.arange(n) % self.design_rows]
         else:
             x = self._inputs(k_x, n, dtype)
-        y = x @ params.weights + self.noise_sd * jax.random.normal(k_noise, (n,), dtype)
+        y = x @ params.weights + params.noise_sd * jax.random.normal(k_noise, (n,), dtype)
         return {"x": x, "y": y}
 
     def _features(self, x, params):
@@ -267,7 +297,7 @@ class LinearRegression:
         keep = s > tol
         gain = jnp.where(keep, s / jnp.where(keep, s**2 + count * self.ridge, 1.0), 0.0)
         v = vt.T @ (gain * (u.T @ (root * data["y"])))
-        return RegressionParams(self._from_features(v, params), params.design, params.projection)
+        return params._replace(weights=self._from_features(v, params))
 
     # ----------------------------------------------------------------- exact path
     def _fresh_stats(self, key, w, n, noise_sd, dtype):
@@ -294,9 +324,9 @@ class LinearRegression:
             copies = jnp.floor(n / t_rows) + (jnp.arange(t_rows) < jnp.mod(n, t_rows))
             gram = x.T @ (copies[:, None] * x)
             noise = jax.random.normal(key, (t_rows,), dtype)
-            moment = gram @ params.weights + self.noise_sd * (x.T @ (jnp.sqrt(copies) * noise))
+            moment = gram @ params.weights + params.noise_sd * (x.T @ (jnp.sqrt(copies) * noise))
         else:
-            gram, moment = self._fresh_stats(key, params.weights, n, self.noise_sd, dtype)
+            gram, moment = self._fresh_stats(key, params.weights, n, params.noise_sd, dtype)
         return RegressionStats(gram, moment, n)
 
     def empty_stats(self, like: RegressionParams) -> RegressionStats:
@@ -314,7 +344,7 @@ class LinearRegression:
             s = params.projection
             v = _solve(s @ stats.gram @ s.T, s @ stats.moment, stats.count, self.ridge, self.model_size)
             w = s.T @ v
-        return RegressionParams(w, params.design, params.projection)
+        return params._replace(weights=w)
 
     # ----------------------------------------------------------------- observables
     def metrics(self, params: RegressionParams, reference: RegressionParams, key=None) -> dict[str, jax.Array]:
@@ -330,7 +360,7 @@ class LinearRegression:
         spec = self._scales(dtype) ** 2
         delta = params.weights - reference.weights
         excess = jnp.sum(spec * delta**2)
-        noisy = excess + self.noise_sd**2
+        noisy = excess + reference.noise_sd**2
         norm_sq = jnp.sum(params.weights**2)
         true_sq = jnp.sum(reference.weights**2)
         out = {
@@ -346,6 +376,9 @@ class LinearRegression:
                 raise ValueError("metrics: the downstream model needs a key")
             ds = self.downstream
             gram, moment = self._fresh_stats(key, params.weights, jnp.asarray(ds.rows, dtype), ds.noise_sd, dtype)
-            w_pred = _solve(gram, moment, jnp.asarray(ds.rows, dtype), ds.ridge, self.dim)
-            out["downstream_excess_risk"] = jnp.sum(spec * (w_pred - reference.weights) ** 2)
+            preds = _solve_many(gram, moment, jnp.asarray(ds.rows, dtype), ds.ridges, self.dim)
+            risks = jnp.sum(spec[None, :] * (preds - reference.weights[None, :]) ** 2, axis=1)
+            out["downstream_excess_risk"] = risks[0]
+            if len(ds.ridges) > 1:
+                out.update({f"downstream_excess_risk_{i}": risks[i] for i in range(len(ds.ridges))})
         return out
