@@ -1,0 +1,123 @@
+r"""The Kazdan et al. regression grid: replace, accumulate, accumulate-subsample (test error vs iteration).
+
+"Collapse or Thrive?" (Kazdan et al., arXiv 2410.16713), linear-regression workflow as released (THEORY.md §6.2):
+d = 10, per seed w* ~ N(0, I_d) and a fixed design X (n × d); ridgeless (pinv) fits; next labels X ŵ + σ N(0, 1);
+test error ||ŵ − w*||² (their noiseless test targets). Columns: regime; rows: σ² ∈ {0.1, 1, 10}; hue: n.
+
+Lines for n ≥ d + 2 are the exact theory (THEORY.md §3.1): replace t σ² d/(n − d − 1), accumulate
+σ² d/(n − d − 1) Σ_{i≤t} 1/i²; accumulate-subsample has no closed form (simulation only). The n = 10 = d cell has
+an **infinite** expected error (E tr (XᵀX)⁻¹ = ∞ for n ≤ d + 1): its mean over chains is not an estimate of
+anything, so the figure shows the **median** over chains for every cell (markers) and the means only where
+they exist (lines are theory for the mean; the medians sit below them because the error is right-skewed).
+
+Full: 100 chains (= Kazdan's 100 seeds) × 100 iterations per cell, 45 cells (a few minutes on 2 cores);
+``--quick``: n ∈ {32, 316} and 40 chains.
+
+Run: ``python experiments/fig_regression_kazdan_grid.py [--quick] [--out figures] [--seed 0]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+NAME = "regression_kazdan_grid"
+DESCRIPTION = "Kazdan et al. regression grid: test error vs iteration for 3 regimes x 3 noise levels x 5 n"
+
+DIM = 10
+NS = (10, 32, 100, 316, 1000)
+NOISE_VARS = (0.1, 1.0, 10.0)
+REGIMES = ("replace", "accumulate", "accumulate-subsample")
+ITERS = 100
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
+    parser.add_argument("--quick", action="store_true", help="two n values, 40 chains (seconds)")
+    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
+    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    return parser.parse_args(argv)
+
+
+def run(seed: int, quick: bool) -> dict:
+    import jax
+
+    from collapse_theory import regimes
+    from collapse_theory.models import LinearRegression
+    from collapse_theory.simulate import simulate
+
+    ns = (32, 316) if quick else NS
+    chains = 40 if quick else 100
+    table = {"replace": (regimes.Replace(), "exact"), "accumulate": (regimes.Accumulate(), "exact"),
+             "accumulate-subsample": (regimes.AccumulateSubsample(), "sample")}
+    out = {}
+    with jax.enable_x64(True):
+        for rname, (regime, path) in table.items():
+            for n in ns:
+                model = LinearRegression(dim=DIM, design="fixed", design_rows=n, random_weights=True)
+                for noise_var in NOISE_VARS:
+                    res = simulate(seed, model, regime, num_chains=chains, num_generations=ITERS, num_samples=n,
+                                   truth=model.params(noise_sd=math.sqrt(noise_var)), path=path,
+                                   metrics=["excess_risk"], quantiles=(0.5,))
+                    out[(rname, n, noise_var)] = {"median": res.quantile("excess_risk", 0.5),
+                                                  "mean": res.mean("excess_risk")}
+    return {"ns": ns, "chains": chains, "cells": out, "t": np.arange(1, ITERS + 1)}
+
+
+def plot(d: dict, *, seed: int):
+    from collapse_theory import plotting
+    from collapse_theory.theory import regression as th
+
+    fig, axes = plotting.new_figure(len(NOISE_VARS), len(REGIMES), figsize=(7.0, 6.4), sharex=True, sharey="row")
+    cmap = {10: "#3f90da", 32: "#ffa90e", 100: "#bd1f01", 316: "#94a4a2", 1000: "#832db6"}
+    t = d["t"]
+    for i, noise_var in enumerate(NOISE_VARS):
+        for j, rname in enumerate(REGIMES):
+            ax = axes[i, j]
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            for n in d["ns"]:
+                cell = d["cells"][(rname, n, noise_var)]
+                idx = np.unique(np.round(np.logspace(0, 2, 12)).astype(int)) - 1
+                ax.plot(t[idx], cell["median"][idx], "o", color=cmap[n], markersize=2.8, markeredgewidth=0,
+                        label=f"n = {n}" + (" (E = ∞)" if n <= DIM + 1 else ""))
+                if n >= DIM + 2 and rname != "accumulate-subsample":
+                    fn = th.replace_excess_risk if rname == "replace" else th.accumulate_excess_risk
+                    ax.plot(t, fn(t, DIM, n, noise_var), "-", color=cmap[n], linewidth=0.9)
+            if i == 0:
+                ax.set_title(rname)
+            if j == 0:
+                ax.set_ylabel(f"σ² = {noise_var:g}\n" + r"$\|\hat w_t - w^*\|^2$")
+            if i == len(NOISE_VARS) - 1:
+                ax.set_xlabel("iteration t")
+    axes[0, 0].legend(fontsize=6, loc="upper left")
+    plotting.suptitle(fig, "Kazdan et al. regression grid (d = 10): replace grows, accumulate is bounded")
+    plotting.caption(
+        fig,
+        f"Fixed design per chain, w* ~ N(0, I), ridgeless fits; {d['chains']} chains per cell, {ITERS} iterations; "
+        f"markers: median over chains (sample-level path for accumulate-subsample, exact path otherwise); lines: "
+        f"exact theory for the mean (n ≥ d + 2; none for accumulate-subsample). n = d = 10 has infinite expected "
+        f"error. float64, seed {seed}.",
+    )
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    data = run(args.seed, args.quick)
+    sim_s = time.perf_counter() - start
+    from collapse_theory import plotting
+
+    with plotting.style_context("paper"):
+        fig = plot(data, seed=args.seed)
+        paths = plotting.save_figure(fig, args.out, NAME)
+    plotting.report_saved(NAME, paths, sim_s, start)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
