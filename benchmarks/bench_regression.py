@@ -9,7 +9,9 @@ X ŵ + σ N(0, 1); test error = ||ŵ − w*||² (their noiseless test targets).
   100 chains (= seeds) per cell; replace and accumulate on the exact path (sufficient statistics XᵀX, Xᵀy; the
   stacked data are never formed), accumulate-subsample on the sample-level path (a fixed-size pool buffer and a
   uniformly random subset of n rows without replacement). σ lives in the parameters, so the three σ² of a cell
-  share one compiled program (15 programs for the grid). Wall times include compilation.
+  share one compiled program (15 programs for the grid), compiled with ``simulate.FAST_COMPILE`` (XLA's CPU
+  backend optimisation level 1: 2–5× faster compiles, same run time here; ``--default-compile`` to compare).
+  Wall times include compilation.
 * **NumPy loop**: a faithful re-implementation of the released loop (one seed at a time; ``np.linalg.pinv`` on
   the stacked data; a 1000-point noiseless test set; ``np.random.choice(..., replace=False)`` for the subset),
   timed on one seed per cell (all 45 cells; in ``--quick`` only the first 10 iterations, extrapolated to 100 by a
@@ -82,10 +84,10 @@ def _extrapolate(times: list[float], iters: int) -> float:
     return iters * a + b * iters * (iters + 1) / 2
 
 
-def run_ours(quick: bool) -> dict:
+def run_ours(quick: bool, fast_compile: bool) -> dict:
     from collapse_theory import regimes
     from collapse_theory.models import LinearRegression
-    from collapse_theory.simulate import simulate
+    from collapse_theory.simulate import FAST_COMPILE, simulate
     from collapse_theory.theory import regression as th
 
     ns = (32, 316) if quick else NS
@@ -100,7 +102,8 @@ def run_ours(quick: bool) -> dict:
                 t0 = time.perf_counter()
                 res = simulate(SEED, model, regime, num_chains=SEEDS, num_generations=ITERS, num_samples=n,
                                truth=model.params(noise_sd=math.sqrt(noise_var)), path=path,
-                               metrics=["excess_risk"], quantiles=(0.5,))
+                               metrics=["excess_risk"], quantiles=(0.5,),
+                               compiler_options=FAST_COMPILE if fast_compile else None)
                 wall = time.perf_counter() - t0
                 last, se = float(res.mean("excess_risk")[-1]), float(res.se("excess_risk")[-1])
                 cells.append({"regime": rname, "path": path, "n": n, "noise_var": noise_var, "wall_s": wall,
@@ -114,7 +117,7 @@ def run_ours(quick: bool) -> dict:
                     sanity.append({"regime": rname, "n": n, "noise_var": noise_var, "ours": last, "se": se,
                                    "theory": theory, "z": (last - theory) / se})
     total = time.perf_counter() - t_grid
-    return {"ns": ns, "cells": cells, "total_s": total, "sanity": sanity}
+    return {"ns": ns, "cells": cells, "total_s": total, "sanity": sanity, "fast_compile": fast_compile}
 
 
 def run_numpy(quick: bool) -> dict:
@@ -137,6 +140,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="two n values for ours, 10 NumPy iterations per cell")
     parser.add_argument("--json", metavar="PATH", help="write every time and ratio as JSON (atomically)")
     parser.add_argument("--x32", action="store_true", help="run ours in float32 (default float64, as NumPy)")
+    parser.add_argument("--default-compile", action="store_true",
+                        help="compile with XLA's default optimisation instead of simulate.FAST_COMPILE")
     args = parser.parse_args(argv)
 
     import jax
@@ -146,7 +151,7 @@ def main(argv=None) -> int:
     mode = "quick" if args.quick else "full"
     print(f"bench_regression ({mode}): backend={env['backend']} device={env['device_kind']} "
           f"jax={env['jax_version']} x64={env['x64']} cpus={env['cpu_count']} loadavg={env['loadavg_start']}")
-    ours = run_ours(args.quick)
+    ours = run_ours(args.quick, fast_compile=not args.default_compile)
     peer = run_numpy(args.quick)
     same = {(c["regime"], c["n"], c["noise_var"]) for c in ours["cells"]}
     peer_same = sum(c["cell_s"] for c in peer["cells"] if (c["regime"], c["n"], c["noise_var"]) in same)
@@ -159,7 +164,8 @@ def main(argv=None) -> int:
     print_table(
         "Kazdan regression grid: ours vs the NumPy loop" + (" [QUICK: n in (32, 316)]" if args.quick else ""),
         ["regime", "ours wall s", "NumPy est. s", "ratio"], per_regime,
-        note=f"ours: {len(ours['cells'])} cells x {SEEDS} chains x {ITERS} iterations, wall incl. compilation.\n"
+        note=f"ours: {len(ours['cells'])} cells x {SEEDS} chains x {ITERS} iterations, wall incl. compilation "
+        f"({'simulate.FAST_COMPILE' if ours['fast_compile'] else 'default XLA options'}).\n"
         f"NumPy: 1 seed per cell timed ({peer['iterations_timed']} iterations"
         + (", extrapolated to 100 by a line in t" if peer["iterations_timed"] < ITERS else "")
         + f"; {peer['wall_s']:.1f} s), x{SEEDS} seeds. Full 45-cell NumPy estimate: {peer['full_grid_s']:.0f} s "

@@ -47,7 +47,7 @@ def run(seed: int, quick: bool) -> dict:
 
     from collapse_theory import regimes
     from collapse_theory.models import LinearRegression
-    from collapse_theory.simulate import simulate
+    from collapse_theory.simulate import FAST_COMPILE, simulate
 
     ns = (32, 316) if quick else NS
     chains = 40 if quick else 100
@@ -61,7 +61,7 @@ def run(seed: int, quick: bool) -> dict:
                 for noise_var in NOISE_VARS:
                     res = simulate(seed, model, regime, num_chains=chains, num_generations=ITERS, num_samples=n,
                                    truth=model.params(noise_sd=math.sqrt(noise_var)), path=path,
-                                   metrics=["excess_risk"], quantiles=(0.5,))
+                                   metrics=["excess_risk"], quantiles=(0.5,), compiler_options=FAST_COMPILE)
                     out[(rname, n, noise_var)] = {"median": res.quantile("excess_risk", 0.5),
                                                   "mean": res.mean("excess_risk")}
     return {"ns": ns, "chains": chains, "cells": out, "t": np.arange(1, ITERS + 1)}

@@ -314,3 +314,16 @@ def test_theory_values_from_the_notes():
         [0.1768, 0.5457, 1.284, 2.390], abs=1e-3)
     assert th.noiseless_weight_norm(3, 40, 20, "fresh") == pytest.approx(0.125)
     assert th.optimal_ridge_exponent(2.0, 0.375, 0.0, 1.0) == pytest.approx(2.0 / 2.5)
+
+
+def test_fast_compile_options_give_the_same_chains():
+    """simulate(compiler_options=FAST_COMPILE) compiles with less LLVM optimisation: same keys, same chains up to
+    floating-point reassociation, and the options are recorded in the result's config."""
+    from collapse_theory.simulate import FAST_COMPILE
+
+    model = LinearRegression(dim=3, design="fixed", design_rows=6)
+    runs = [simulate(5, model, regimes.Accumulate(), num_chains=8, num_generations=4, num_samples=6, path="exact",
+                     metrics=["excess_risk"], trajectories=True, quantiles=(), compiler_options=opts)
+            for opts in (None, FAST_COMPILE)]
+    np.testing.assert_allclose(runs[0].trajectories["excess_risk"], runs[1].trajectories["excess_risk"], rtol=1e-10)
+    assert runs[1].config["compiler_options"] == FAST_COMPILE and runs[0].config["compiler_options"] == {}
