@@ -18,6 +18,15 @@ import os as _os
 # before SciPy loads OpenBLAS; an explicit user setting is kept.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# XLA's multi-threaded Eigen pool on CPU can wedge while materialising the result of a large vmapped scan (observed
+# here: the main thread waits in BlockUntilReady while every XLA worker sits idle, forever). Single-threaded Eigen
+# avoids it at a cost of ~15-25 % on matmul-heavy CPU programs. It must be set before JAX creates its CPU client;
+# set COLLAPSE_THEORY_EIGEN_THREADS=1 (or put the flag in XLA_FLAGS yourself) to keep XLA's default.
+if _os.environ.get("COLLAPSE_THEORY_EIGEN_THREADS") != "1" and "xla_cpu_multi_thread_eigen" not in _os.environ.get(
+    "XLA_FLAGS", ""
+):
+    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
 from . import keys as keys
 from . import schedules as schedules
 from . import theory as theory
