@@ -11,12 +11,6 @@ import math
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# as collapse_theory/__init__.py: single-threaded XLA Eigen on CPU (the multi-threaded pool can wedge), set before
-# environment() initialises JAX's CPU client
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", "") and os.environ.get(
-    "COLLAPSE_THEORY_EIGEN_THREADS"
-) != "1":
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 import platform  # noqa: E402
 import statistics  # noqa: E402

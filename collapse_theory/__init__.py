@@ -17,15 +17,10 @@ import os as _os
 # OpenBLAS thread per call is also the fastest setting for the small matrices used here. This must be set
 # before SciPy loads OpenBLAS; an explicit user setting is kept.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-# XLA's multi-threaded Eigen pool on CPU can wedge while materialising the result of a large vmapped scan (observed
-# here: the main thread waits in BlockUntilReady while every XLA worker sits idle, forever). Single-threaded Eigen
-# avoids it at a cost of ~15-25 % on matmul-heavy CPU programs. It must be set before JAX creates its CPU client;
-# set COLLAPSE_THEORY_EIGEN_THREADS=1 (or put the flag in XLA_FLAGS yourself) to keep XLA's default.
-if _os.environ.get("COLLAPSE_THEORY_EIGEN_THREADS") != "1" and "xla_cpu_multi_thread_eigen" not in _os.environ.get(
-    "XLA_FLAGS", ""
-):
-    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+# A second, separate hazard (jaxlib 0.10 on CPU): a batched LAPACK kernel (eigh, SVD, Cholesky of a vmapped batch)
+# runs its batch on XLA's intra-op pool and blocks a pool thread while it waits; when as many independent batched
+# LAPACK calls as the pool has threads (2 on a 2-core machine) run at once, every thread waits and the program
+# hangs. Models order such calls with data dependencies (see models/regression.py metrics).
 
 from . import keys as keys
 from . import schedules as schedules

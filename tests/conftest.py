@@ -9,7 +9,6 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import collapse_theory  # noqa: E402,F401  (sets XLA_FLAGS --xla_cpu_multi_thread_eigen=false before JAX starts)
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)

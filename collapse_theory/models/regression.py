@@ -375,7 +375,12 @@ class LinearRegression:
             if key is None:
                 raise ValueError("metrics: the downstream model needs a key")
             ds = self.downstream
-            gram, moment = self._fresh_stats(key, params.weights, jnp.asarray(ds.rows, dtype), ds.noise_sd, dtype)
+            # Tie the downstream draw to the fitted weights so its eigendecomposition cannot run concurrently with
+            # the fit's: jaxlib 0.10's batched LAPACK kernels block XLA:CPU's intra-op pool while they wait for
+            # their own sub-tasks, and two of them at once deadlock a 2-thread pool.
+            key_data, w = jax.lax.optimization_barrier((jax.random.key_data(key), params.weights))
+            key = jax.random.wrap_key_data(key_data)
+            gram, moment = self._fresh_stats(key, w, jnp.asarray(ds.rows, dtype), ds.noise_sd, dtype)
             preds = _solve_many(gram, moment, jnp.asarray(ds.rows, dtype), ds.ridges, self.dim)
             risks = jnp.sum(spec[None, :] * (preds - reference.weights[None, :]) ** 2, axis=1)
             out["downstream_excess_risk"] = risks[0]
