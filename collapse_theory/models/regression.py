@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _linalg
 from .._random import log_gamma
 
 DESIGNS = ("fixed", "fresh")
@@ -142,7 +143,7 @@ def _solve(gram, moment, count, ridge: float, dim: int):
 
 def _solve_many(gram, moment, count, ridges: tuple[float, ...], dim: int):
     """:func:`_solve` for several penalties from one eigendecomposition; shape (len(ridges), d)."""
-    evals, evecs = jnp.linalg.eigh(gram)
+    evals, evecs = _linalg.eigh(gram)
     tol = 4 * dim * jnp.finfo(gram.dtype).eps * jnp.maximum(jnp.max(jnp.abs(evals)), jnp.finfo(gram.dtype).tiny)
     projected = evecs.T @ moment
     out = []
@@ -291,7 +292,7 @@ class LinearRegression:
         del key
         feats = self._features(data["x"], params)
         root = jnp.sqrt(weights)
-        u, s, vt = jnp.linalg.svd(root[:, None] * feats, full_matrices=False)
+        u, s, vt = _linalg.svd(root[:, None] * feats)
         count = jnp.sum(weights)
         tol = max(feats.shape) * jnp.finfo(s.dtype).eps * jnp.max(s)
         keep = s > tol
@@ -375,12 +376,7 @@ class LinearRegression:
             if key is None:
                 raise ValueError("metrics: the downstream model needs a key")
             ds = self.downstream
-            # Tie the downstream draw to the fitted weights so its eigendecomposition cannot run concurrently with
-            # the fit's: jaxlib 0.10's batched LAPACK kernels block XLA:CPU's intra-op pool while they wait for
-            # their own sub-tasks, and two of them at once deadlock a 2-thread pool.
-            key_data, w = jax.lax.optimization_barrier((jax.random.key_data(key), params.weights))
-            key = jax.random.wrap_key_data(key_data)
-            gram, moment = self._fresh_stats(key, w, jnp.asarray(ds.rows, dtype), ds.noise_sd, dtype)
+            gram, moment = self._fresh_stats(key, params.weights, jnp.asarray(ds.rows, dtype), ds.noise_sd, dtype)
             preds = _solve_many(gram, moment, jnp.asarray(ds.rows, dtype), ds.ridges, self.dim)
             risks = jnp.sum(spec[None, :] * (preds - reference.weights[None, :]) ** 2, axis=1)
             out["downstream_excess_risk"] = risks[0]
