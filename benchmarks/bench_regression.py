@@ -22,16 +22,14 @@ Run: ``python benchmarks/bench_regression.py [--quick] [--json PATH]``.
 
 from __future__ import annotations
 
-import _common  # noqa: F401  (sets OPENBLAS_NUM_THREADS before NumPy/JAX load)
-
 import argparse  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+import _common  # noqa: F401  (sets OPENBLAS_NUM_THREADS before NumPy/JAX load)
 import numpy as np  # noqa: E402
-
 from _common import environment, print_table, write_json_atomic  # noqa: E402
 
 SEED = 0
@@ -173,7 +171,8 @@ def main(argv=None) -> int:
     )
     ok = ours["total_s"] < TARGET_S
     print(f"   ours total {ours['total_s']:.1f} s (target < {TARGET_S:.0f} s for the full grid: "
-          f"{'PASS' if ok else 'MISS'}{', reduced grid' if args.quick else ''}); speed-up x{peer_same / ours['total_s']:.0f}")
+          f"{'PASS' if ok else 'MISS'}{', reduced grid' if args.quick else ''}); "
+          f"speed-up x{peer_same / ours['total_s']:.0f}")
     print_table("sanity at t = 100 (σ² = 1, n ≥ d + 2): mean excess risk vs exact theory",
                 ["regime", "n", "ours", "se", "theory", "z"],
                 [[s["regime"], s["n"], s["ours"], s["se"], s["theory"], s["z"]] for s in ours["sanity"]])

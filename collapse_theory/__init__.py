@@ -25,9 +25,13 @@ _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from . import keys as keys
 from . import schedules as schedules
 from . import theory as theory
+from .models import Categorical as Categorical  # noqa: E402
 from .models import Gaussian as Gaussian
+from .models import GaussianMixture as GaussianMixture  # noqa: E401
 from .models import GaussianParams as GaussianParams
 from .models import GaussianStats as GaussianStats
+from .models import KernelDensity as KernelDensity
+from .models import NGram as NGram  # noqa: E402
 from .regimes import (
     Accumulate as Accumulate,
 )
@@ -37,6 +41,7 @@ from .regimes import (
 from .regimes import (
     FreshFraction as FreshFraction,
 )
+from .regimes import Gate as Gate  # noqa: E402
 from .regimes import (
     Replace as Replace,
 )

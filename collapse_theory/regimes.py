@@ -13,6 +13,7 @@ regime                 training set of generation t
                        synthetic (the compute-matched ablation of ``Accumulate``).
 ``FreshFraction(γ)``   :math:`\mathrm{round}(\gamma M_t)` fresh real draws plus the rest from model ``t-1``
                        (THEORY.md §2.4; Shumailov's :math:`\gamma_i`, the "fresh data loop" of MAD).
+``Gate(inner, pred)``  as ``inner``, with synthetic rows failing ``pred`` weighted 0 (or redrawn): verification.
 =====================  ==================================================================================
 
 Each regime implements both paths of the engine:
@@ -32,7 +33,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .keys import REAL, SAMPLE, SUBSAMPLE
+from .keys import GATE, REAL, SAMPLE, SUBSAMPLE
 
 
 class Layout(NamedTuple):
@@ -215,7 +216,115 @@ class FreshFraction(_NoBuffer):
         return stats, pool
 
 
-Regime = Replace | Accumulate | AccumulateSubsample | ReplaceGrown | FreshFraction
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    r"""A verification gate around any regime: synthetic rows that fail ``predicate`` get weight 0.
+
+    ``Gate(inner=Replace(), predicate=check)`` builds each training set exactly as ``inner`` does, with every
+    **synthetic** row :math:`x` kept only if ``predicate(x)`` is true (a grammar check, a fact check against the real
+    corpus, a classifier that is confident on a VAE's sample). **Real rows are never gated**: the real data of
+    generation 1, the fresh real rows of :class:`FreshFraction` and the real rows kept in an accumulated pool always
+    keep their weight.
+
+    Fixed shapes, stated:
+
+    * ``retries = 0`` (default): a rejected row stays in the array with **weight 0**. The effective training-set
+      size of generation t is :math:`\sum_r w_r = M_t\,\hat a_t` synthetic rows (plus the inner regime's real
+      rows), :math:`\hat a_t` the fraction of model t−1's samples that pass, so a strict gate shrinks the data.
+    * ``retries = R > 0``: a rejected row is **replaced by further draws**: each row slot draws up to R further
+      candidates (rounds of the same size from the same model, keys derived from purpose ``GATE``) and keeps the
+      first that passes, so a kept row has exactly the model's law conditioned on passing; a slot whose R + 1
+      candidates all fail keeps weight 0. Each slot passes with probability :math:`1-(1-a)^{R+1}`; the cost is
+      R + 1 draws of the sampler per generation.
+
+    With an accumulating inner regime a rejected row keeps weight 0 in every later generation (the gate's verdict
+    is stored with the pool: the buffer's weight column holds :math:`w` for accepted rows and :math:`-(1+w)` for
+    rejected ones, decoded before the inner regime sees it). Rows flow through the inner regime as a pytree
+    ``(data, accepted)``, so any regime that moves rows with ``jax.tree.map`` (all of this module) is supported.
+    There is no exact path: a predicate acts on individual samples, not on sufficient statistics.
+
+    Args:
+      inner: the regime that builds the training set (:class:`Replace`, :class:`Accumulate`, ...).
+      predicate: a **hashable** pure function of one sample row (the model's sample pytree without its leading
+        axis) returning a bool scalar; it is traced inside the engine's scan and vmapped over rows. Use a module
+        level function or a frozen dataclass with ``__call__`` (a new lambda per call recompiles the engine).
+      retries: R >= 0 further draws per rejected row.
+
+    References:
+      Feng et al., "Beyond Model Collapse: Scaling Up with Synthesized Data Requires Verification" (arXiv
+      2406.07515) for verification-based selection; Gerstgrasser et al. (COLM 2024) for accumulation.
+    """
+
+    inner: object
+    predicate: Callable
+    retries: int = 0
+
+    def __post_init__(self):
+        if not (hasattr(self.inner, "assemble") and hasattr(self.inner, "buffer_rows")):
+            raise ValueError(f"inner={self.inner!r} is not a regime: need an object with assemble and buffer_rows")
+        if not callable(self.predicate):
+            raise ValueError(f"predicate={self.predicate!r} must be callable: row -> bool")
+        try:
+            hash(self.predicate)
+        except TypeError:
+            raise ValueError(
+                f"predicate={self.predicate!r} must be hashable (a function or a frozen dataclass)") from None
+        r = self.retries
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise ValueError(f"retries={r!r} is out of range: need an int >= 0")
+
+    def buffer_rows(self, layout) -> int:
+        return self.inner.buffer_rows(layout)
+
+    def init_pool(self, model, like):
+        raise ValueError("regime=Gate has no exact path: its predicate acts on samples; use path='sample'")
+
+    def assemble_stats(self, *args, **kwargs):
+        raise ValueError("regime=Gate has no exact path: its predicate acts on samples; use path='sample'")
+
+    def _accept(self, data):
+        return jax.vmap(self.predicate)(data).astype(bool)
+
+    def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
+        dtype = jnp.zeros(()).dtype
+
+        def gated_draw(key, n):
+            data = draw(key, n)
+            accepted = self._accept(data) | (t == 1)  # at t = 1 `draw` returns real data
+            if self.retries:
+                gate_key = jax.random.fold_in(key, GATE)
+
+                def retry(r, carry):
+                    data, accepted = carry
+                    extra = draw(jax.random.fold_in(gate_key, r), n)
+                    ok = self._accept(extra)
+                    take = ~accepted & ok
+                    data = jax.tree.map(
+                        lambda a, b: jnp.where(take.reshape((n,) + (1,) * (a.ndim - 1)), b, a), data, extra)
+                    return data, accepted | ok
+
+                data, accepted = jax.lax.fori_loop(1, self.retries + 1, retry, (data, accepted))
+            return data, accepted.astype(dtype)
+
+        def flagged_real(key, n):
+            return draw_real(key, n), jnp.ones((n,), dtype)
+
+        pooled = self.inner.buffer_rows(layout) > 0
+        if pooled:
+            data_buf, stored = buffer
+            ok = stored >= 0
+            inner_buffer = ((data_buf, ok.astype(dtype)), jnp.where(ok, stored, -stored - 1.0))
+        else:
+            inner_buffer = buffer
+        (data, accepted), weights, new_buffer = self.inner.assemble(
+            key_for, t, sizes, layout, gated_draw, flagged_real, inner_buffer)
+        if pooled:
+            (data_buf, acc_buf), w_buf = new_buffer
+            new_buffer = (data_buf, jnp.where(acc_buf > 0, w_buf, -1.0 - w_buf))
+        return data, weights * accepted, new_buffer
+
+
+Regime = Replace | Accumulate | AccumulateSubsample | ReplaceGrown | FreshFraction | Gate
 
 REGIMES: dict[str, Callable[..., Regime]] = {
     "replace": Replace,
@@ -223,4 +332,5 @@ REGIMES: dict[str, Callable[..., Regime]] = {
     "accumulate-subsample": AccumulateSubsample,
     "replace-grown": ReplaceGrown,
     "fresh-fraction": FreshFraction,
+    "gate": Gate,
 }

@@ -68,7 +68,7 @@ def plot(d: dict, *, seed: int):
     ax.set_yscale("log")
     curves = [(0, d["runs"]["clean"], 1)] + [(n, d["runs"]["chain"], n) for n in GENERATIONS]
     handles, labels = [], []
-    for color, (n, run, row) in zip(colors, curves):
+    for color, (n, run, row) in zip(colors, curves, strict=False):
         mean, se = run["mean"][1:, row - 1], run["se"][1:, row - 1]
         theory = [th.downstream_ridge_isotropic(n, DIM, T, T0, lv, SIGMA**2, SIGMA0**2, 1.0) for lv in lam]
         art = plotting.theory_vs_simulation(ax, lam, mean, se, theory, color=color, theory_style="--",

@@ -66,7 +66,7 @@ def plot(panels: list[dict], *, num_chains: int, seed: int):
 
     fig, axes = plotting.new_figure(1, len(panels), figsize=(7.0, 2.6), sharey=False)
     red, blue = "#e76300", "#3f90da"
-    for ax, p in zip(axes, panels):
+    for ax, p in zip(axes, panels, strict=True):
         n = p["n"]
         mean, se = p["curves"]["replace"]
         rep = plotting.theory_vs_simulation(ax, n, mean, se, p["replace_theory"], color=red, marker="o",

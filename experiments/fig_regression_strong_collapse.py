@@ -61,7 +61,7 @@ def run(seed: int, quick: bool) -> dict:
             res = simulate_mixture(seed, model, num_real=n - n2, num_synth=n2, shift_norm_sq=1.0,
                                    num_chains=400 if quick else 4000)
             p2_eff = n2 / n
-            theory = np.array([th.mixture_excess_risk(k, DIM_LEFT, q, 1.0) for k, q in zip(n, p2_eff)])
+            theory = np.array([th.mixture_excess_risk(k, DIM_LEFT, q, 1.0) for k, q in zip(n, p2_eff, strict=True)])
             left[p2] = {"mean": res.mean("excess_risk"), "se": res.se("excess_risk"), "theory": theory}
         right = {p2: {"mean": [], "se": []} for p2 in P2_RIGHT}
         sizes = SIZES_QUICK if quick else SIZES_RIGHT

@@ -11,6 +11,7 @@ Submodules:
     design), the downstream model of Dohmatob et al., strong model collapse.
 """
 
-from . import gaussian as gaussian
-from . import regression as regression
 from . import categorical as categorical
+from . import gaussian as gaussian
+from . import kde as kde
+from . import regression as regression

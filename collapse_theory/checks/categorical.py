@@ -1,0 +1,212 @@
+"""Checks of the categorical family against THEORY.md §7–8 (formulas in :mod:`collapse_theory.theory.categorical`).
+
+Parameters follow STYLE.md §2F: small M (10) and moderate numbers of fits, where an off-by-one in M or in the
+generation index moves the mean by many standard errors (at M = 50, T = 20 such a test would be vacuous). Every
+statistic is bounded (heterozygosity, counts of categories, masses, 0/1 indicators), so the sample standard
+deviation over chains gives an honest standard error. All runs use the exact (multinomial-count) path, except one
+row set that draws and counts the M samples (sample path).
+
+Shared runs: one replace chain on a Zipf(1) truth over K = 10 outcomes with M = 10 serves the heterozygosity,
+zero-count, fixation, survival and lost-mass checks (one compile); one accumulate chain; one first fit of a Zipf(1.5)
+truth over K = 1000 outcomes for the memorizer error.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import regimes
+from ..models.categorical import Categorical
+from ..simulate import simulate
+from ..theory import categorical as th
+from . import Check, Measurement, register
+
+WRIGHT_FISHER = "Shumailov et al., Nature 631 (2024) §3.1 (discrete chain); Wright–Fisher exact forms THEORY.md §7.1"
+KAZDAN = "Kazdan et al., arXiv 2410.16713, discrete workflow; THEORY.md §7.1"
+ACCUMULATE = "Pooled-frequency (accumulate) chain, THEORY.md §7.2 (sinc limit as in Gerstgrasser/Kazdan §2.3)"
+TAILS = "Dohmatob et al., 'A Tale of Tails' arXiv 2402.07043 (memorizer / Hutter LLM); THEORY.md §8"
+
+K_SMALL, M_SMALL, BETA_SMALL, G_REPLACE, G_ACCUMULATE = 10, 10, 1.0, 200, 30
+
+
+def _chains(quick: bool, base: int) -> int:
+    return base if quick else 8 * base
+
+
+def _truth_small() -> np.ndarray:
+    return th.zipf_probs(K_SMALL, BETA_SMALL)
+
+
+@functools.lru_cache(maxsize=8)
+def _replace_run(quick: bool, seed: int, path: str = "exact"):
+    model = Categorical(K_SMALL, max_samples=M_SMALL)
+    return simulate(
+        seed, model, regimes.Replace(), num_chains=_chains(quick, 8192 if path == "exact" else 4096),
+        num_generations=G_REPLACE if path == "exact" else 10, num_samples=M_SMALL,
+        truth=model.params(_truth_small()), path=path,
+        metrics=["heterozygosity", "zero_count", "surviving", "top_fixed", "lost_mass"], quantiles=(),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _accumulate_run(quick: bool, seed: int):
+    model = Categorical(K_SMALL, max_samples=M_SMALL)
+    return simulate(
+        seed, model, regimes.Accumulate(), num_chains=_chains(quick, 8192), num_generations=G_ACCUMULATE,
+        num_samples=M_SMALL, truth=model.params(_truth_small()), path="exact",
+        metrics=["heterozygosity", "zero_count"], quantiles=(),
+    )
+
+
+def _rows(res, metric, fits, theory_fn, planted_fn, **params):
+    out = []
+    c = res.num_chains
+    for n in fits:
+        i = int(n) - 1
+        out.append(Measurement(
+            quantity=f"E {metric} at t={n}",
+            theory=float(theory_fn(n)),
+            simulation=float(res.mean(metric)[i]),
+            se=float(res.se(metric)[i]),
+            planted=float(planted_fn(n)),
+            params={"t": int(n), "num_chains": c, **params, "path": res.config["path"],
+                    "regime": res.config["regime"]},
+        ))
+    return out
+
+
+_SMALL = {"K": K_SMALL, "M": M_SMALL, "truth": f"Zipf(beta={BETA_SMALL:g})"}
+
+
+def _heterozygosity_replace(quick, seed):
+    p0 = _truth_small()
+    h0 = th.heterozygosity(p0)
+    rows = _rows(_replace_run(quick, seed), "heterozygosity", (5, 10),
+                 lambda n: th.expected_heterozygosity(n, M_SMALL, h0),
+                 lambda n: th.expected_heterozygosity(n, M_SMALL - 1, h0), **_SMALL)
+    rows += _rows(_replace_run(quick, seed, "sample"), "heterozygosity", (10,),
+                  lambda n: th.expected_heterozygosity(n, M_SMALL, h0),
+                  lambda n: th.expected_heterozygosity(n, M_SMALL - 1, h0), **_SMALL)
+    return rows
+
+
+register(Check(
+    name="categorical-heterozygosity-replace",
+    family="categorical",
+    reference=WRIGHT_FISHER,
+    formula="E H_t = (1 − 1/M)^t H_0, H = 1 − Σ p_i² (t fits, the first on M real samples); exact and sample path",
+    planted="(1 − 1/(M−1))^t H_0 (sample size off by one)",
+    run=_heterozygosity_replace,
+))
+
+
+def _heterozygosity_accumulate(quick, seed):
+    p0 = _truth_small()
+    h0 = th.heterozygosity(p0)
+    res = _accumulate_run(quick, seed)
+    rows = _rows(res, "heterozygosity", (5, G_ACCUMULATE),
+                 lambda n: th.expected_heterozygosity(n, M_SMALL, h0, "accumulate"),
+                 lambda n: th.expected_heterozygosity(n, M_SMALL - 1, h0, "accumulate"), **_SMALL)
+    # no category is lost after the first fit: the zero count stays at its first-fit value
+    rows += _rows(res, "zero_count", (G_ACCUMULATE,), lambda n: th.first_fit_zero_count(K_SMALL, M_SMALL, p0),
+                  lambda n: th.expected_zero_count(n, M_SMALL, p0), **_SMALL)
+    return rows
+
+
+register(Check(
+    name="categorical-heterozygosity-accumulate",
+    family="categorical",
+    reference=ACCUMULATE,
+    formula="E H_t = H_0 Π_{k≤t}(1 − 1/(M k²)) → H_0 sinc(π/√M); zero count frozen at Σ(1 − p_0,i)^M after t = 1",
+    planted="H_0 Π(1 − 1/((M−1)k²)) (M off by one); zero count of the replace chain",
+    run=_heterozygosity_accumulate,
+))
+
+
+def _fixation(quick, seed):
+    p0 = _truth_small()
+    res = _replace_run(quick, seed)
+    return _rows(res, "top_fixed", (15, G_REPLACE),
+                 lambda n: th.fixation_probability(n, M_SMALL, p0)[0],
+                 lambda n: (p0[0] if n < 50 else 1.0 / K_SMALL), **_SMALL)
+
+
+register(Check(
+    name="categorical-fixation",
+    family="categorical",
+    reference=WRIGHT_FISHER,
+    formula="Pr(p_t,0 = 1) = [b P^{t−1}]_M, b = Binom(M, p_0,0), P the (M+1)² binomial matrix; → p_0,0 (t → ∞)",
+    planted="at t = 15 the eventual value p_0,0 (ignores finite t); at t = 200 the uniform 1/K",
+    run=_fixation,
+))
+
+
+def _survival(quick, seed):
+    p0 = _truth_small()
+    res = _replace_run(quick, seed)
+    rows = _rows(res, "surviving", (3, 10), lambda n: th.expected_surviving(n, M_SMALL, p0),
+                 lambda n: th.expected_surviving(n - 1, M_SMALL, p0), **_SMALL)
+    rows += _rows(res, "lost_mass", (5,), lambda n: th.expected_lost_mass(n, M_SMALL, p0),
+                  lambda n: th.expected_lost_mass(n - 1, M_SMALL, p0), **_SMALL)
+    return rows
+
+
+register(Check(
+    name="categorical-exact-survival",
+    family="categorical",
+    reference=WRIGHT_FISHER,
+    formula="E #surviving = Σ_i (1 − [b_i P^{t−1}]_0); E lost mass = Σ_i p_0,i [b_i P^{t−1}]_0 (exact binomial chain)",
+    planted="generation index shifted by one (t − 1 fits)",
+    run=_survival,
+))
+
+
+def _zero_count(quick, seed):
+    p0 = _truth_small()
+    res = _replace_run(quick, seed)
+    return _rows(res, "zero_count", (1,), lambda n: th.first_fit_zero_count(K_SMALL, M_SMALL, p0),
+                 lambda n: float(np.sum(np.exp(-M_SMALL * p0))), **_SMALL)
+
+
+register(Check(
+    name="categorical-zero-count",
+    family="categorical",
+    reference=KAZDAN,
+    formula="E #zero categories after the first fit = Σ_i (1 − p_0,i)^M (uniform: K(1 − 1/K)^M)",
+    planted="the Poisson approximation Σ_i exp(−M p_0,i)",
+    run=_zero_count,
+))
+
+K_MEMO, BETA_MEMO, T_MEMO = 1000, 1.5, 100
+
+
+@functools.lru_cache(maxsize=4)
+def _memorizer_run(quick: bool, seed: int):
+    model = Categorical(K_MEMO, max_samples=T_MEMO)
+    return simulate(
+        seed, model, regimes.Replace(), num_chains=_chains(quick, 4096), num_generations=1, num_samples=T_MEMO,
+        truth=model.zipf(BETA_MEMO), path="exact", metrics=["lost_mass"], quantiles=(),
+    )
+
+
+def _memorizer(quick, seed):
+    p0 = _truth_small()
+    rows = _rows(_replace_run(quick, seed), "lost_mass", (1,), lambda n: th.memorizer_error(M_SMALL, p0),
+                 lambda n: th.memorizer_error(M_SMALL - 1, p0), T=M_SMALL, **_SMALL)
+    p = th.zipf_probs(K_MEMO, BETA_MEMO)
+    rows += _rows(_memorizer_run(quick, seed), "lost_mass", (1,), lambda n: th.memorizer_error(T_MEMO, p),
+                  lambda n: th.memorizer_error_asymptote(T_MEMO, BETA_MEMO),
+                  K=K_MEMO, T=T_MEMO, truth=f"Zipf(beta={BETA_MEMO:g})")
+    return rows
+
+
+register(Check(
+    name="categorical-memorizer-error",
+    family="categorical",
+    reference=TAILS,
+    formula="E(T) = Σ_i p_i (1 − p_i)^T = E truth mass of the categories unseen in T samples (first fit)",
+    planted="K = 10: T − 1 samples; K = 1000: the K = ∞ power law (1/β)Γ(1−1/β)ζ(β)^{−1/β} T^{−(1−1/β)}",
+    run=_memorizer,
+))

@@ -1,0 +1,202 @@
+"""Gaussian mixtures fitted by EM on the generic sample-level path (collapse_theory.models.gmm).
+
+Deterministic identities (EM monotone, weights == repeated rows, K = 1 fit == the Gaussian MLE, closed-form L2 vs
+quadrature, W2 vs the Gaussian family), fixed shapes under the accumulate buffer, a distributional comparison of the
+1-component mixture chain with the Gaussian family, and bad inputs. The statistical checks of EM on separated
+components and of the K = 1 chain against THEORY.md §2.2 run through the check registry (tests/test_checks.py).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import assert_close_to_theory, assert_rejects, chain_mean_se, ks_two_sample
+
+import collapse_theory as ct
+from collapse_theory.models import gmm as gmm_mod
+from collapse_theory.models.gmm import GaussianMixture
+
+
+def _data(key, n=300):
+    model = GaussianMixture(3, 2)
+    truth = model.params(weights=[0.2, 0.3, 0.5], means=[[-2.0, 0.0], [2.0, 1.0], [0.0, 3.0]],
+                         covs=[[[1.0, 0.3], [0.3, 0.5]], [[0.5, 0.0], [0.0, 1.0]], [[1.0, -0.4], [-0.4, 1.0]]])
+    return model.sample(key, truth, n)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_em_never_decreases_the_weighted_log_likelihood(covariance_type):
+    model = GaussianMixture(3, 2, covariance_type=covariance_type)
+    x = _data(jax.random.key(0))
+    weights = jax.random.randint(jax.random.key(1), (x.shape[0],), 0, 4).astype(x.dtype)
+    for seed in range(3):
+        start = model.init(jax.random.key(10 + seed)).mixture
+        _, bounds = jax.jit(model.em_trace, static_argnums=3)(x, weights, start, 60)
+        steps = np.diff(np.asarray(bounds))
+        assert np.all(steps >= -1e-10), f"EM decreased the likelihood: min step {steps.min()}"
+        assert bounds[-1] > bounds[0] + 0.1  # it did move
+
+
+def test_weights_equal_repeated_rows():
+    """A frequency weight w counts a row w times; weight-0 rows (even absurd ones) are ignored."""
+    model = GaussianMixture(3, 2, init_params="warm", max_iter=50, tol=0.0)
+    x = _data(jax.random.key(2), 120)
+    counts = np.asarray(jax.random.randint(jax.random.key(3), (120,), 0, 4))
+    x_junk = jnp.where((counts == 0)[:, None], 1e6, x)
+    start = model.params(means=[[-1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    weighted = jax.jit(model.fit)(jax.random.key(4), x_junk, jnp.asarray(counts, x.dtype), start)
+    repeated = np.repeat(np.asarray(x), counts, axis=0)
+    plain = jax.jit(model.fit)(jax.random.key(4), jnp.asarray(repeated), jnp.ones(repeated.shape[0]), start)
+    for a, b in zip(jax.tree.leaves(weighted.mixture), jax.tree.leaves(plain.mixture), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_one_component_fit_is_the_gaussian_mle():
+    x = _data(jax.random.key(5), 50)
+    w = jnp.asarray(np.random.default_rng(0).integers(1, 3, 50), x.dtype)
+    mix_model = GaussianMixture(1, 2, reg_covar=0.0)
+    fit = jax.jit(mix_model.fit)(jax.random.key(0), x, w, mix_model.params())
+    g = ct.Gaussian(dim=2, ddof=0)
+    ref = g.fit(None, x, w)
+    cov = mix_model.covariances(fit.mixture)[0]
+    np.testing.assert_allclose(fit.mixture.means[0], ref.mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cov, g.covariance(ref), rtol=1e-10, atol=1e-12)
+
+
+def test_first_fit_sets_the_anchor_and_later_fits_keep_it():
+    model = GaussianMixture(2, 2)
+    truth = model.params(weights=[0.5, 0.5], means=[[-2.0, 0.0], [2.0, 0.0]])
+    assert float(truth.anchored) == 0.0
+    fit, sample, metrics = jax.jit(model.fit), jax.jit(model.sample, static_argnums=2), jax.jit(model.metrics)
+    first = fit(jax.random.key(0), sample(jax.random.key(1), truth, 200), jnp.ones(200), truth)
+    second = fit(jax.random.key(2), sample(jax.random.key(3), first, 200), jnp.ones(200), first)
+    assert float(first.anchored) == 1.0
+    for a, b in zip(jax.tree.leaves(first.anchor), jax.tree.leaves(first.mixture), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(second.anchor), jax.tree.leaves(first.mixture), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(metrics(first, truth, jax.random.key(0))["l2_to_anchor"]) == 0.0
+    assert float(metrics(second, truth, jax.random.key(0))["l2_to_anchor"]) > 0
+
+
+def test_l2_distance_matches_quadrature_and_w2_matches_the_gaussian_family():
+    model = GaussianMixture(2, 2)
+    a = model.params(weights=[0.3, 0.7], means=[[0.0, 0.0], [1.5, -0.5]],
+                     covs=[[[1.0, 0.2], [0.2, 0.6]], [[0.4, 0.0], [0.0, 0.9]]]).mixture
+    b = model.params(weights=[0.6, 0.4], means=[[0.3, 0.2], [-1.0, 1.0]],
+                     covs=[np.diag([0.8, 0.5]), np.diag([1.2, 0.7])]).mixture
+    grid = np.linspace(-7, 7, 281)
+    xx, yy = np.meshgrid(grid, grid)
+    pts = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1))
+    diff = np.exp(np.asarray(gmm_mod.log_density(a, pts))) - np.exp(np.asarray(gmm_mod.log_density(b, pts)))
+    quad = np.sum(diff**2) * (grid[1] - grid[0]) ** 2
+    closed = float(gmm_mod.l2_distance_squared(a, b))
+    assert closed == pytest.approx(quad, rel=1e-6)
+    assert float(gmm_mod.l2_distance_squared(a, a)) == pytest.approx(0.0, abs=1e-14)
+    # K = 1: component_w2 is the Gaussian family's closed-form W2²
+    one = GaussianMixture(1, 2)
+    p = one.params(means=[[1.0, -2.0]], covs=[[[2.0, 0.5], [0.5, 1.0]]])
+    q = one.params(means=[[0.0, 0.0]], covs=1.0)
+    g = ct.Gaussian(dim=2, ddof=0)
+    w2 = g.metrics(g.params([1.0, -2.0], [[2.0, 0.5], [0.5, 1.0]]), g.params(0.0, 1.0))["w2_squared"]
+    w2_mix = gmm_mod.gaussian_w2_squared(p.mixture.means[0], p.mixture.chol[0], q.mixture.means[0], q.mixture.chol[0])
+    assert float(w2_mix) == pytest.approx(float(w2), rel=1e-10)
+
+
+def test_sampling_matches_the_mixture_moments():
+    """Mean of the first coordinate and the fraction of draws in the left component, z-tests with power."""
+    model = GaussianMixture(2, 2)
+    truth = model.params(weights=[0.25, 0.75], means=[[-6.0, 0.0], [6.0, 1.0]], covs=1.0)
+    x = np.asarray(model.sample(jax.random.key(7), truth, 40000))
+    left = (x[:, 0] < 0).astype(float)
+    m, se = chain_mean_se(left)
+    assert_close_to_theory(m, se, 0.25, label="fraction from component 1")
+    assert_rejects(m, se, 0.26, label="weights off by 0.01")
+    m, se = chain_mean_se(x[:, 1])
+    assert_close_to_theory(m, se, 0.75, label="mean of coordinate 2")
+    assert_rejects(m, se, 0.5, label="unweighted component mean")
+
+
+def test_accumulate_buffer_has_fixed_shapes_inside_scan():
+    """The engine preallocates M·G rows; fit sees that fixed shape once (one trace) and params keep theirs."""
+    seen = []
+    model = GaussianMixture(2, 2, max_iter=5)
+
+    class Recording(type(model)):
+        def fit(self, key, data, weights, params):
+            seen.append((data.shape, weights.shape))
+            return super().fit(key, data, weights, params)
+
+    rec = Recording(2, 2, max_iter=5)
+    truth = rec.params(weights=[0.5, 0.5], means=[[-2.0, 0.0], [2.0, 0.0]])
+    res = ct.simulate(0, rec, ct.Accumulate(), num_chains=2, num_generations=6, num_samples=20, truth=truth,
+                      metrics=["weight_entropy"], quantiles=())
+    assert seen == [((120, 2), (120,))], seen
+    for a, b in zip(jax.tree.leaves(res.final_params), jax.tree.leaves(truth), strict=True):
+        assert a.shape == (2,) + b.shape
+
+
+def test_one_component_chain_matches_the_gaussian_family_in_distribution():
+    """K = 1, reg_covar = 0 on the sample path vs the Gaussian family (ddof = 0) on the exact path."""
+    d, m, g = 2, 8, 6
+    mix = GaussianMixture(1, d, reg_covar=0.0)
+    res_mix = ct.simulate(11, mix, ct.Replace(), num_chains=2000, num_generations=g, num_samples=m,
+                          truth=mix.params(), metrics=["log_det_ratio", "trace_ratio"], quantiles=(),
+                          trajectories=True)
+    res_g = ct.simulate(12, ct.Gaussian(dim=d, ddof=0), ct.Replace(), num_chains=2000, num_generations=g,
+                        num_samples=m, path="exact", metrics=["log_det_ratio", "trace_ratio"], quantiles=(),
+                        trajectories=True)
+    for name in ("log_det_ratio", "trace_ratio"):
+        ks_two_sample(res_mix.trajectories[name][-1], res_g.trajectories[name][-1], label=f"K=1 vs Gaussian {name}")
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="num_components=0 is out of range"):
+        GaussianMixture(0, 2)
+    with pytest.raises(ValueError, match="dim=0 is out of range"):
+        GaussianMixture(2, 0)
+    with pytest.raises(ValueError, match="covariance_type='spherical'"):
+        GaussianMixture(2, 2, covariance_type="spherical")
+    with pytest.raises(ValueError, match="reg_covar=-1e-06 is out of range"):
+        GaussianMixture(2, 2, reg_covar=-1e-6)
+    with pytest.raises(ValueError, match="init_params="):
+        GaussianMixture(2, 2, init_params="random")
+    model = GaussianMixture(2, 2)
+    with pytest.raises(ValueError, match=r"covs\[1\] is singular"):
+        model.params(covs=[np.eye(2), [[1.0, 1.0], [1.0, 1.0]]])
+    with pytest.raises(ValueError, match="weights=.* out of range"):
+        model.params(weights=[1.0, 0.0])
+    with pytest.raises(ValueError, match="means has shape"):
+        model.params(means=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="num_samples=1 at generation t=1 is out of range.*num_samples >= 2"):
+        ct.simulate(0, model, num_chains=2, num_generations=2, num_samples=1, truth=model.params())
+    with pytest.raises(ValueError, match="path='exact'"):
+        ct.simulate(0, model, num_chains=2, num_generations=2, num_samples=10, truth=model.params(), path="exact")
+    diag = GaussianMixture(2, 2, covariance_type="diag")
+    with pytest.raises(ValueError, match="off-diagonal"):
+        diag.params(covs=[[[1.0, 0.5], [0.5, 1.0]], np.eye(2)])
+
+
+@pytest.mark.slow
+def test_all_regimes_run_and_stay_finite():
+    model = GaussianMixture(2, 2, max_iter=20)
+    truth = model.params(weights=[0.4, 0.6], means=[[-2.0, 0.0], [2.0, 0.0]])
+    for regime in (ct.Replace(), ct.Accumulate(), ct.AccumulateSubsample(), ct.ReplaceGrown(),
+                   ct.FreshFraction(0.5)):
+        res = ct.simulate(1, model, regime, num_chains=3, num_generations=3, num_samples=30, truth=truth,
+                          quantiles=())
+        for name, summary in res.summary.items():
+            assert np.all(np.isfinite(summary["mean"])), (type(regime).__name__, name)
+        assert math.isclose(float(res.mean("l2_to_anchor")[0]), 0.0, abs_tol=1e-12)
+
+
+def test_a_dataset_as_the_real_source():
+    """With real_data= the chain starts from init(), its first fit is on dataset rows and stands in for the truth."""
+    model = GaussianMixture(2, 2, max_iter=10)
+    rows = np.asarray(_data(jax.random.key(8), 200))
+    res = ct.simulate(2, model, ct.Replace(), num_chains=2, num_generations=3, num_samples=100, real_data=rows,
+                      metrics=["l2_to_anchor", "l2_to_truth", "heldout_loglik"], quantiles=())
+    np.testing.assert_array_equal(res.mean("l2_to_anchor"), res.mean("l2_to_truth"))
+    assert res.mean("l2_to_anchor")[0] == 0.0 and np.all(np.isfinite(res.mean("heldout_loglik")))
