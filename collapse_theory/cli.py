@@ -1,4 +1,4 @@
-"""Command-line interface: ``collapse-theory run | check | figures | list``.
+"""Command-line interface: ``collapse-theory run | sweep | merge | check | figures | demo | list``.
 
 Arguments are parsed before JAX does any work, so ``--x64`` takes effect; JAX and SciPy are imported lazily.
 ``main(argv)`` returns an exit code and is testable in-process.
@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-MODELS = ("gaussian",)
+MODELS = ("gaussian", "categorical")
 REGIME_NAMES = ("replace", "accumulate", "accumulate-subsample", "replace-grown", "fresh-fraction")
 SCHEDULES = ("constant", "linear", "power")
 
@@ -41,12 +41,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ddof", type=int, choices=(0, 1), default=None,
                      help="0 = maximum likelihood (np.std), 1 = unbiased; required for the Gaussian")
     run.add_argument("--gamma", type=float, default=None, help="fresh-fraction regime: fraction of real data")
+    run.add_argument("--categories", type=int, default=100, help="categorical: number of outcomes K")
+    run.add_argument("--zipf", type=float, default=None, metavar="BETA",
+                     help="categorical: Zipf(BETA) truth p_i ~ i^-BETA (default uniform)")
+    run.add_argument("--temperature", type=float, default=1.0,
+                     help="categorical: sampling temperature of fitted models")
+    run.add_argument("--smoothing", type=float, default=0.0, help="categorical: add-alpha smoothing of the refit")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("results/run.npz"))
     run.add_argument("--x64", action="store_true", help="float64 (default float32)")
     run.add_argument("--trajectories", action="store_true", help="also save every chain's metrics (G x C)")
     run.add_argument("--chunk-size", type=int, default=None, help="generations per compiled chunk")
     run.add_argument("--no-progress", action="store_true")
+    scale = run.add_argument_group("scale-out (chains over devices and hosts, long runs)")
+    scale.add_argument("--devices", type=int, default=None, metavar="N",
+                       help="shard the chains over N devices (on CPU: N forced host devices); bit-identical results")
+    scale.add_argument("--pad-chains", action="store_true",
+                       help="with --devices: allow --num-chains not divisible by N (extra chains are dropped)")
+    scale.add_argument("--chain-offset", type=int, default=0,
+                       help="global id of the first chain: disjoint ranges per job, combined by 'merge'")
+    scale.add_argument("--checkpoint", type=Path, default=None,
+                       help="checkpoint file, written atomically every --checkpoint-every seconds and on Ctrl-C")
+    scale.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
+    scale.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint (default path OUT.ckpt.npz) if it exists")
+    scale.add_argument("--distributed", action="store_true",
+                       help="multi-host: call jax.distributed.initialize() first (auto-detects Slurm/MPI/TPU)")
+    scale.add_argument("--coordinator", default=None, help="--distributed: coordinator host:port")
+    scale.add_argument("--num-processes", type=int, default=None, help="--distributed: number of processes")
+    scale.add_argument("--process-id", type=int, default=None, help="--distributed: this process's id")
+
+    sweep = sub.add_parser("sweep", help="run a grid of simulations from a TOML/JSON spec: one result per cell")
+    sweep.add_argument("spec", type=Path, help="grid spec (.toml or .json); see collapse_theory.sweep")
+    sweep.add_argument("--out", type=Path, required=True, help="folder for cell_XXXX.npz files and index.json")
+    sweep.add_argument("--devices", type=int, default=None, metavar="N", help="shard each cell's chains over N")
+    sweep.add_argument("--resume", action="store_true", help="skip cells whose result file already exists")
+    sweep.add_argument("--x64", action="store_true", help="float64 (default: the spec's x64, else float32)")
+    sweep.add_argument("--no-progress", action="store_true")
+
+    merge = sub.add_parser("merge", help="combine results over disjoint chain ranges into one result file")
+    merge.add_argument("inputs", nargs="+", type=Path, help="result files (.npz) from --chain-offset jobs")
+    merge.add_argument("--out", type=Path, required=True, help="merged result (.npz + .json)")
 
     check = sub.add_parser("check", help="run the theorem checks and print theory vs simulation")
     check.add_argument("--quick", action="store_true", help="fewer chains: under a minute on 2 cores")
@@ -62,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     fig.add_argument("--out", type=Path, default=Path("figures"))
     fig.add_argument("--only", action="append", default=None, help="figure name (repeatable)")
     fig.add_argument("--experiments-dir", type=Path, default=None)
+
+    demo = sub.add_parser("demo", help="classroom demos: 'tails' writes an animated GIF of a Zipf losing its tail")
+    demo.add_argument("name", choices=("tails",), help="tails: Zipf histogram, replace vs accumulate")
+    demo.add_argument("--out", type=Path, default=Path("figures/tails_demo.gif"), help="GIF to write")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--categories", type=int, default=30, help="K outcomes (<= 200)")
+    demo.add_argument("--beta", type=float, default=1.1, help="Zipf exponent of the truth")
+    demo.add_argument("--samples", type=int, default=50, help="M samples per generation")
+    demo.add_argument("--generations", type=int, default=40)
+    demo.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the fitted models")
+    demo.add_argument("--fps", type=int, default=6)
+    demo.add_argument("--interactive", action="store_true", help="also open a matplotlib window (needs a display)")
 
     sub.add_parser("list", help="list models, regimes, checks and figures")
     return p
@@ -81,15 +128,38 @@ def _configure_jax(x64: bool) -> None:
             pass
 
 
+def _configure_scale(args) -> None:
+    """Multi-host initialisation and forced CPU device count: both must happen before JAX does any work."""
+    import jax
+
+    if args.distributed:
+        from .distributed import initialize
+
+        initialize(args.coordinator, args.num_processes, args.process_id)
+    if args.devices is not None:
+        if args.devices < 1:
+            raise ValueError(f"--devices={args.devices} is out of range: need --devices >= 1")
+        try:  # only the CPU backend reads this; accelerators keep their own devices
+            if args.devices > 1:
+                jax.config.update("jax_num_cpu_devices", args.devices)
+        except RuntimeError:  # backends already up (in-process use): keep the devices there are
+            pass
+
+
 def _cmd_run(args) -> int:
     _configure_jax(args.x64)
+    _configure_scale(args)
     from . import regimes, schedules
     from .models.gaussian import Gaussian
     from .simulate import simulate
 
-    if args.ddof is None:
-        raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
-    model = Gaussian(dim=args.dim, ddof=args.ddof)
+    truth = None
+    if args.model == "categorical":
+        model, truth = _categorical_model(args)
+    else:
+        if args.ddof is None:
+            raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
+        model = Gaussian(dim=args.dim, ddof=args.ddof)
     if args.regime == "fresh-fraction":
         if args.gamma is None:
             raise SystemExit("collapse-theory run: --regime fresh-fraction needs --gamma in (0, 1]")
@@ -104,21 +174,95 @@ def _cmd_run(args) -> int:
         schedule = schedules.Linear(args.num_samples, args.slope)
     else:
         schedule = schedules.PowerLaw(args.num_samples, args.exponent)
+    checkpoint = args.checkpoint
+    if args.resume and checkpoint is None:
+        checkpoint = (args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")).with_suffix(".ckpt.npz")
     res = simulate(
         args.seed, model, regime, num_chains=args.num_chains, num_generations=args.num_generations,
         num_samples=schedule, path=args.path, trajectories=args.trajectories, chunk_size=args.chunk_size,
-        progress=not args.no_progress,
+        progress=not args.no_progress, truth=truth, chain_offset=args.chain_offset, devices=args.devices,
+        pad_chains=args.pad_chains, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
     res.metadata["command"] = "run"
+    if args.distributed:
+        import jax
+
+        if jax.process_index() != 0:  # one result file per run: process 0 writes it
+            return 0
     res.save(args.out)
     out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")
     g = res.generations[-1]
     print(f"wrote {out} and {out.with_suffix('.json')}  ({res.num_chains} chains x {g} generations, "
           f"x64={res.metadata['x64']}, {res.metadata['wall_time_s']:.1f} s)")
-    names = [n for n in ("log_variance", "log_trace_ratio", "sq_mean_error", "w2_squared") if n in res.summary]
+    names = [n for n in ("log_variance", "log_trace_ratio", "sq_mean_error", "w2_squared", "heterozygosity", "entropy",
+                         "surviving", "lost_mass", "tail_mass") if n in res.summary]
     for n in names:
         print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE)")
     return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .sweep import expand, load_spec
+
+    spec = load_spec(args.spec)
+    cells = expand(spec)  # validate before starting JAX
+    _configure_jax(bool(args.x64 or spec.get("x64", False)))
+    args.distributed = False
+    _configure_scale(args)
+    from .sweep import run_sweep
+
+    index = run_sweep(spec, args.out, devices=args.devices, resume=args.resume, progress=not args.no_progress,
+                      log=lambda line: print(line, flush=True))
+    print(f"wrote {len(cells)} cells and {args.out / 'index.json'} ({len(index['groups'])} compile groups)")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    import json as _json
+
+    import numpy as np
+
+    for path in args.inputs:
+        if not path.exists():
+            raise ValueError(f"inputs: result file {str(path)!r} does not exist")
+    with np.load(args.inputs[0], allow_pickle=False) as f:
+        x64 = bool(_json.loads(str(f["meta"]))["metadata"].get("x64", True))
+    _configure_jax(x64)
+    from .merge import merge_results
+
+    res = merge_results(args.inputs)
+    res.metadata["command"] = "merge"
+    res.save(args.out)
+    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")
+    offset = res.config["chain_offset"]
+    print(f"wrote {out} and {out.with_suffix('.json')}  ({len(args.inputs)} inputs -> chains "
+          f"[{offset}, {offset + res.num_chains}); {res.config['merge']['summaries']})")
+    if "quantiles" in res.config["merge"]:
+        print(f"  note: quantiles {res.config['merge']['quantiles']}")
+    return 0
+
+
+def _categorical_model(args):
+    """Categorical model and truth for ``run --model categorical`` (exact path: capped sampler at max_t M_t)."""
+    import numpy as np
+
+    from . import schedules
+    from .models.categorical import Categorical
+
+    if args.ddof is not None:
+        raise SystemExit("collapse-theory run: --ddof applies to the Gaussian, not --model categorical")
+    if args.schedule == "constant":
+        sizes = schedules.Constant(args.num_samples).sizes(max(args.num_generations, 1))
+    elif args.schedule == "linear":
+        sizes = schedules.Linear(args.num_samples, args.slope).sizes(max(args.num_generations, 1))
+    else:
+        sizes = schedules.PowerLaw(args.num_samples, args.exponent).sizes(max(args.num_generations, 1))
+    cap = int(np.cumsum(sizes)[-1] if args.regime == "replace-grown" else np.max(sizes))
+    model = Categorical(args.categories, temperature=args.temperature, smoothing=args.smoothing,
+                        max_samples=max(cap, 1))
+    truth = model.params() if args.zipf is None else model.zipf(args.zipf)
+    return model, truth
 
 
 def _cmd_check(args) -> int:
@@ -179,6 +323,16 @@ def _cmd_figures(args) -> int:
     return status
 
 
+def _cmd_demo(args) -> int:
+    _configure_jax(True)
+    from .demo_tails import run_demo
+
+    run_demo(args.out, seed=args.seed, num_categories=args.categories, beta=args.beta, num_samples=args.samples,
+             num_generations=args.generations, temperature=args.temperature, fps=args.fps,
+             interactive=args.interactive)
+    return 0
+
+
 def _cmd_list(args) -> int:
     from . import checks
 
@@ -197,7 +351,9 @@ def _cmd_list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": _cmd_run, "check": _cmd_check, "figures": _cmd_figures, "list": _cmd_list}[args.command]
+    handler = {"run": _cmd_run, "sweep": _cmd_sweep, "merge": _cmd_merge, "check": _cmd_check,
+               "figures": _cmd_figures, "demo": _cmd_demo,
+               "list": _cmd_list}[args.command]
     try:
         return handler(args)
     except (ValueError, TypeError) as err:

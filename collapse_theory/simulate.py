@@ -16,6 +16,13 @@ Two paths:
 
 Per-generation summaries over chains (mean, standard deviation, quantiles) are reduced inside the scan, so memory
 is O(generations) whatever the number of chains; per-chain trajectories (generations × chains) only on request.
+Means and sds use a fixed-order pairwise sum (:func:`pairwise_sum`), so they are a function of the chain values
+alone, whatever the chunking, the device count or a later merge (:mod:`collapse_theory.merge`).
+
+Scale-out: ``devices=`` shards the chain axis over a 1-D mesh (:mod:`collapse_theory.distributed`, GSPMD);
+``chain_offset=`` runs a disjoint range of global chain ids (independent jobs, combined by
+:func:`collapse_theory.merge.merge_results`); ``checkpoint=`` / ``resume=`` continue a killed run bit for bit
+(:mod:`collapse_theory.checkpoint`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import time
 from typing import Any, NamedTuple
 
@@ -61,6 +69,7 @@ class _Plan:
     real_is_dataset: bool
     chain_truth: bool
     reference_is_truth: bool
+    keep: int | None = None  # summarise only the first `keep` chains (padded sharded runs)
 
 
 @dataclasses.dataclass
@@ -116,10 +125,39 @@ def _draw_rows(key, data, n: int):
     return jax.tree.map(lambda leaf: leaf[index], data)
 
 
-def _summarise(values: jax.Array, quantiles: tuple[float, ...]) -> dict[str, jax.Array]:
+def pairwise_sum(values: jax.Array) -> jax.Array:
+    r"""Sum over axis 0 by a fixed binary tree of elementwise additions (zero-padded to even length per level).
+
+    :math:`s = \sum_c v_c` with the association order fixed by the index alone, so the bits do not depend on how
+    XLA fuses, vectorises or shards the reduction (a plain ``jnp.sum`` does); the error is O(log C) ulps.
+    """
+    while values.shape[0] > 1:
+        if values.shape[0] % 2:
+            values = jnp.concatenate([values, jnp.zeros((1,) + values.shape[1:], values.dtype)])
+        values = values[0::2] + values[1::2]
+    return values[0]
+
+
+def _summarise(values: jax.Array, quantiles: tuple[float, ...], zero=None) -> dict[str, jax.Array]:
+    r"""Mean and sd (ddof=1) over chains: :math:`\bar x = S/n`, :math:`s^2 = \sum_c (x_c-\bar x)^2/(n-1)`.
+
+    Both sums use :func:`pairwise_sum`, so the summaries are a function of the chain values alone: identical bits
+    sharded or not, chunked or not, and when :mod:`collapse_theory.merge` recomputes them from trajectories.
+    ``zero`` is a 0.0 the compiler cannot see through (derived from a runtime argument); adding it after every
+    product stops LLVM from contracting that product into a fused multiply-add with the next addition, which it
+    would do or not depending on how XLA fused the surrounding program (``fma(a, b, 0) = a b`` exactly).
+    """
     n = values.shape[0]
-    mean = jnp.mean(values)
-    sd = jnp.std(values, ddof=1) if n > 1 else jnp.zeros_like(mean)
+    if zero is None:
+        zero = jnp.zeros((), values.dtype)
+    zero = zero.astype(values.dtype)
+    values = values + zero
+    mean = pairwise_sum(values) / n
+    if n > 1:
+        centred_sq = jnp.square(values - mean) + zero
+        sd = jnp.sqrt(pairwise_sum(centred_sq) / (n - 1))
+    else:
+        sd = jnp.zeros_like(mean)
     out = {"mean": mean, "sd": sd}
     if quantiles:
         out["quantiles"] = jnp.quantile(values, jnp.asarray(quantiles, values.dtype))
@@ -181,11 +219,15 @@ def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, rea
     if plan.reference_is_truth:
         reference, ref_axis = truth, truth_axis
 
+    zero = jnp.minimum(t_start, 0).astype(jnp.zeros(()).dtype)  # 0 at run time (t_start >= 1), opaque to XLA
+
     def body(carry, t):
         carry, values = jax.vmap(step, in_axes=(0, 0, None, None, truth_axis, None, ref_axis))(
             chain_keys, carry, t, sizes, truth, real_data, reference
         )
-        out = {"summary": {k: _summarise(v, plan.quantiles) for k, v in values.items()}}
+        if plan.keep is not None:
+            values = jax.tree.map(lambda v: v[: plan.keep], values)
+        out = {"summary": {k: _summarise(v, plan.quantiles, zero) for k, v in values.items()}}
         if plan.trajectories:
             out["trajectories"] = values
         return carry, out
@@ -278,6 +320,11 @@ def simulate(
     progress: bool = False,
     chain_offset: int = 0,
     compiler_options: dict | None = None,
+    devices=None,
+    pad_chains: bool = False,
+    checkpoint=None,
+    checkpoint_every: float = 60.0,
+    resume: bool = False,
 ) -> SimulationResult:
     r"""Run ``num_chains`` independent recursive-training chains for ``num_generations`` fits.
 
@@ -302,6 +349,16 @@ def simulate(
       compiler_options: XLA options for compiling the scan (e.g. :data:`FAST_COMPILE` when compilation
         dominates, as in grids of many short runs); results are unchanged bit for bit only up to the
         floating-point reassociation the options allow.
+      devices: shard the chains over devices: an int D (the first D of ``jax.devices()``), a sequence of devices
+        or a 1-D :class:`jax.sharding.Mesh` (:mod:`collapse_theory.distributed`). The result is bit-identical
+        to the single-device run. ``None`` (default): no sharding.
+      pad_chains: with ``devices``, allow a ``num_chains`` that is not a multiple of D by simulating extra
+        chains that are dropped before any summary (otherwise such a count raises ``ValueError``).
+      checkpoint: path of a checkpoint file (:mod:`collapse_theory.checkpoint`) written atomically after a chunk
+        whenever ``checkpoint_every`` seconds have passed, after the last chunk, and on Ctrl-C. Needs an int seed.
+      checkpoint_every: seconds between checkpoints (0: after every chunk).
+      resume: continue from ``checkpoint`` if it exists (the settings must match); the final result equals an
+        uninterrupted run bit for bit.
 
     Returns:
       A :class:`SimulationResult`.
@@ -392,30 +449,21 @@ def simulate(
                 )
     seed = key if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else None
     root = root_key(int(seed)) if seed is not None else key
-    chains = chain_offset + jnp.arange(num_chains)
+    mesh, total_chains = None, num_chains
+    if devices is not None:
+        from . import distributed
+
+        mesh = distributed.chain_mesh(devices)
+        total_chains = distributed.padded_count(num_chains, mesh.size, bool(pad_chains))
+        plan = dataclasses.replace(plan, num_chains=total_chains,
+                                   keep=num_chains if total_chains != num_chains else None)
+    chains = chain_offset + jnp.arange(total_chains)
     truth_j = None if truth is None else jax.tree.map(jnp.asarray, truth)
     real_j = None if real_data is None else jax.tree.map(jnp.asarray, real_data)
     ref_j = None if reference is None else jax.tree.map(jnp.asarray, reference)
     state = _init_state(plan, root, truth_j, real_j, chains)
     table = (jnp.asarray(sizes, jnp.int32), jnp.asarray(np.cumsum(sizes), jnp.int32))
     table = jax.tree.map(lambda a: a.astype(jnp.zeros(()).dtype), table)
-
-    if chunk_size is None:
-        chunk_size = max(1, math.ceil(num_generations / 20)) if progress else num_generations
-    chunk_size = _positive_int("chunk_size", chunk_size)
-    starts = list(range(1, num_generations + 1, chunk_size))
-    bar = _progress_bar(len(starts), progress)
-    outputs = []
-    for t_start in starts:
-        length = min(chunk_size, num_generations + 1 - t_start)
-        args = (root, state, jnp.int32(t_start), table, truth_j, real_j, ref_j, chains)
-        state, out = _call_chunk(plan, length, args, compiler_options)
-        outputs.append(jax.device_get(out))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
     config = {
         "model": type(model).__name__,
         "model_options": _io.to_jsonable(dataclasses.asdict(model)) if dataclasses.is_dataclass(model) else {},
@@ -432,23 +480,146 @@ def simulate(
         "per_chain_truth": plan.chain_truth,
         "reference": "truth" if reference_is_truth else "given",
     }
+    if mesh is not None:
+        config["devices"] = int(mesh.size)
+        config["pad_chains"] = total_chains - num_chains
+
+    if chunk_size is None:
+        chunked = progress or checkpoint is not None
+        chunk_size = max(1, math.ceil(num_generations / 20)) if chunked else num_generations
+    chunk_size = _positive_int("chunk_size", chunk_size)
+    if checkpoint_every is None or not checkpoint_every >= 0:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} is out of range: need seconds >= 0")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
+    outputs: list = []
+    t_done = 0
+    ckpt = None
+    if checkpoint is not None:
+        from . import checkpoint as _ckpt
+
+        if seed is None:
+            raise ValueError("checkpoint= needs key= to be an int seed (a checkpoint records the seed, not a key)")
+        ckpt_path = _ckpt.checkpoint_path(checkpoint)
+        fp = _ckpt.fingerprint(config, seed=int(seed), x64=bool(jax.config.jax_enable_x64), metrics=plan.metrics,
+                               quantiles=quantiles, trajectories=plan.trajectories)
+        ckpt = (_ckpt, ckpt_path, fp)
+        if resume and ckpt_path.exists():
+            saved = _ckpt.load_checkpoint(ckpt_path)
+            _ckpt.check_fingerprint(saved["fingerprint"], fp, ckpt_path)
+            state = _restore_state(state, saved["state_leaves"], num_chains, ckpt_path)
+            t_done = saved["t_done"]
+            if saved["outputs"] is not None and t_done > 0:
+                outputs.append(saved["outputs"])
+    if mesh is not None:
+        sharding = distributed.chain_sharding(mesh)
+        state = distributed.place(state, sharding)
+        chains = distributed.place(chains, sharding)
+
+    starts = list(range(t_done + 1, num_generations + 1, chunk_size))
+    bar = _Progress(num_generations, t_done, num_chains, progress and len(starts) > 1)
+    committed = (state, len(outputs), t_done)  # one assignment: consistent whenever an interrupt arrives
+    last_save = time.monotonic()
+    try:
+        for t_start in starts:
+            length = min(chunk_size, num_generations + 1 - t_start)
+            args = (root, committed[0], jnp.int32(t_start), table, truth_j, real_j, ref_j, chains)
+            new_state, out = _call_chunk(plan, length, args, compiler_options)
+            outputs.append(_to_host(out))
+            committed = (new_state, len(outputs), t_start + length - 1)
+            bar.update(length)
+            if ckpt is not None and (time.monotonic() - last_save >= checkpoint_every
+                                     or committed[2] == num_generations):
+                _save_checkpoint(ckpt, committed, outputs, num_chains)
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        if ckpt is not None and committed[2] > t_done:
+            path_written = _save_checkpoint(ckpt, committed, outputs, num_chains)
+            print(f"\ninterrupted after generation {committed[2]}: checkpoint {path_written} "
+                  f"(continue with resume=True / --resume)", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+    state = committed[0]
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
     metadata = _io.collect_metadata(seed=seed, wall_time_s=time.time() - start_time)
+    if mesh is not None:
+        metadata["mesh"] = {"axis": "chains", "size": int(mesh.size)}
+    if t_done:
+        metadata["resumed_from_generation"] = t_done
+    final_params = _to_host(state.params)
+    if total_chains != num_chains:
+        final_params = jax.tree.map(lambda leaf: leaf[:num_chains], final_params)
     return SimulationResult(
         generations=np.arange(1, num_generations + 1),
         summary=merged["summary"],
         quantile_levels=np.asarray(quantiles),
         trajectories=merged.get("trajectories"),
-        final_params=jax.device_get(state.params),
+        final_params=final_params,
         config=config,
         metadata=metadata,
     )
 
 
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total <= 1:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional
-        return None
-    return tqdm(total=total, unit="chunk", desc="generations")
+def _to_host(tree):
+    """NumPy copy of device outputs (gathered across hosts when sharded over several)."""
+    leaves = jax.tree.leaves(tree)
+    if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in leaves):
+        return jax.device_get(tree)
+    from .distributed import to_host
+
+    return to_host(tree)
+
+
+def _save_checkpoint(ckpt, committed, outputs, num_chains):
+    module, path, fp = ckpt
+    state, count, t_done = committed
+    leaves = [np.asarray(x)[:num_chains] for x in jax.tree.leaves(_to_host(state))]
+    done = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs[:count]) if count else None
+    if jax.process_index() != 0:  # multi-host: every process gathers, process 0 writes
+        return path
+    return module.save_checkpoint(path, fingerprint=fp, t_done=t_done, state_leaves=leaves, outputs=done)
+
+
+def _restore_state(state, saved_leaves, num_chains, path):
+    """The carry from a checkpoint's leaves (first ``num_chains`` chains; padding chains keep their init)."""
+    leaves, treedef = jax.tree.flatten(state)
+    if len(saved_leaves) != len(leaves):
+        raise ValueError(f"checkpoint={str(path)!r} holds {len(saved_leaves)} state arrays: this run has {len(leaves)}")
+    restored = []
+    for new, old in zip(saved_leaves, leaves, strict=True):
+        if new.shape[1:] != old.shape[1:] or new.shape[0] != num_chains or new.dtype != old.dtype:
+            raise ValueError(f"checkpoint={str(path)!r} state array {new.shape} {new.dtype} does not fit this run "
+                             f"({(num_chains,) + old.shape[1:]} {old.dtype})")
+        restored.append(jnp.concatenate([jnp.asarray(new), old[num_chains:]]) if old.shape[0] > num_chains
+                        else jnp.asarray(new))
+    return treedef.unflatten(restored)
+
+
+class _Progress:
+    """tqdm over generations (optional import) with throughput in chain-generations per second and an ETA."""
+
+    def __init__(self, total: int, done: int, num_chains: int, enabled: bool):
+        self.bar = None
+        self.num_chains = num_chains
+        self.start = time.monotonic()
+        self.count = 0
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # tqdm is optional
+            return
+        self.bar = tqdm(total=total, initial=done, unit="gen", desc="generations")
+
+    def update(self, length: int) -> None:
+        if self.bar is None:
+            return
+        self.count += length
+        rate = self.count * self.num_chains / max(time.monotonic() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{rate:.3g} chain-gen/s", refresh=False)
+        self.bar.update(length)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

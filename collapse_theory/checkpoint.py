@@ -1,0 +1,105 @@
+r"""Checkpoints of long runs: resume a killed :func:`~collapse_theory.simulate.simulate` bit for bit.
+
+A checkpoint is one ``.npz`` file (written atomically: temporary file + rename, :mod:`collapse_theory.io`) that
+holds everything the host loop needs to continue after generation :math:`t`:
+
+* ``state/<i>``: the leaves of every chain's carry (parameters and the regime's buffer or pooled statistics), in
+  ``jax.tree`` order, axis 0 = chain;
+* ``out/...``: the per-generation outputs of generations ``1..t`` (summaries and, if requested, trajectories);
+* ``meta``: JSON with ``t_done`` and a *fingerprint* of the run (model, regime, sizes, chains, offset, seed, x64,
+  metrics, quantiles, trajectories).
+
+Since every key is a function of (seed, chain, generation, purpose) and nothing else is carried, the state after
+generation :math:`t` is all a resumed run needs: resumed and uninterrupted runs agree bit for bit, whatever the
+chunk size or device count of either. A resumed run refuses a checkpoint whose fingerprint differs.
+
+Because each write replaces the file in one rename, a kill (or Ctrl-C) at any moment leaves either the previous
+checkpoint or the new one, never a truncated file.
+"""
+
+from __future__ import annotations
+
+import io as _pyio
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import io as _io
+
+FORMAT = "collapse_theory.checkpoint/1"
+
+
+def checkpoint_path(path) -> Path:
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_suffix(".npz")
+
+
+def fingerprint(config: dict, *, seed: int, x64: bool, metrics, quantiles, trajectories: bool) -> dict:
+    """What must match for a checkpoint to be resumed (JSON-ready)."""
+    keep = {k: v for k, v in config.items() if k not in ("compiler_options", "devices", "pad_chains")}
+    return _io.to_jsonable({"config": keep, "seed": seed, "x64": bool(x64),
+                            "metrics": None if metrics is None else list(metrics),
+                            "quantiles": list(quantiles), "trajectories": bool(trajectories)})
+
+
+def _unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for name, value in flat.items():
+        node = out
+        parts = name.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def save_checkpoint(path, *, fingerprint: dict, t_done: int, state_leaves, outputs) -> Path:
+    """Write a checkpoint after generation ``t_done`` (``outputs``: nested dict of arrays, axis 0 = generation)."""
+    path = checkpoint_path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for i, leaf in enumerate(state_leaves):
+        arrays[f"state/{i}"] = np.asarray(leaf)
+    if outputs is not None:
+        _io._flatten("out", outputs, arrays)
+    meta = {"format": FORMAT, "t_done": int(t_done), "num_state_leaves": len(state_leaves),
+            "fingerprint": fingerprint}
+    buf = _pyio.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    _io.atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Inverse of :func:`save_checkpoint`: ``{"t_done", "fingerprint", "state_leaves", "outputs"}``."""
+    path = checkpoint_path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            fmt = meta.get("format")
+            if fmt == FORMAT:
+                leaves = [f[f"state/{i}"] for i in range(meta["num_state_leaves"])]
+                flat = {name[len("out/"):]: f[name] for name in f.files if name.startswith("out/")}
+    except (OSError, KeyError, EOFError, ValueError, TypeError, zipfile.BadZipFile) as err:
+        raise ValueError(f"checkpoint={str(path)!r} is not a readable checkpoint: {err}") from err
+    if fmt != FORMAT:
+        raise ValueError(f"checkpoint={str(path)!r} has format={fmt!r}: expected {FORMAT!r}")
+    return {"t_done": int(meta["t_done"]), "fingerprint": meta["fingerprint"], "state_leaves": leaves,
+            "outputs": _unflatten(flat) if flat else None}
+
+
+def check_fingerprint(saved: dict, current: dict, path) -> None:
+    """Raise ``ValueError`` naming every field where a checkpoint and the requested run differ."""
+    if saved == current:
+        return
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if key == "config" and isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"config.{k}: checkpoint {a.get(k)!r} vs run {b.get(k)!r}"
+                      for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            diffs.append(f"{key}: checkpoint {a!r} vs run {b!r}")
+    raise ValueError(f"checkpoint={str(path)!r} belongs to a different run; resume needs the same settings: "
+                     + "; ".join(diffs))

@@ -1,0 +1,175 @@
+r"""Parameter sweeps: a grid of :func:`~collapse_theory.simulate.simulate` runs from a small TOML or JSON spec.
+
+Spec (every value may be a list; lists are grid axes and the grid is their Cartesian product)::
+
+    model = "gaussian"                 # gaussian | regression | categorical
+    regime = ["replace", "accumulate"] # names of collapse_theory.regimes.REGIMES
+    path = "exact"
+    num_chains = 4096
+    num_generations = 100
+    num_samples = [10, 100]
+    seeds = [0, 1]                     # or seed = 0
+    quantiles = [0.05, 0.5, 0.95]      # optional; also metrics, trajectories, chunk_size
+    [model_options]                    # keyword arguments of the model class
+    dim = [1, 4]
+    ddof = 1
+    [regime_options]                   # keyword arguments of the regime class (e.g. gamma for fresh-fraction)
+
+``quantiles``, ``metrics`` and the ``*_options`` tables are taken as given (a list there is a value, not an
+axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes.
+
+Output: one result file per cell (``cell_0000.npz`` + ``.json``) and ``index.json`` listing every cell's
+parameters, file and status (rewritten atomically after each cell). Cells that share a compiled program — same
+model, regime, path, chain count, generations and, on the sample path, sample sizes; seeds and (exact path)
+sample sizes are run-time arguments — are run back to back in one *group*, so each group compiles once; the index
+records each group's number of compilations. With ``resume`` a cell whose result file exists is skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+_KEYS = ("model", "model_options", "regime", "regime_options", "path", "num_chains", "num_generations",
+         "num_samples", "seed", "seeds", "metrics", "quantiles", "trajectories", "chunk_size", "x64")
+_AS_VALUE = ("metrics", "quantiles", "x64")
+
+
+def _model_classes():
+    from .models import Categorical, Gaussian, LinearRegression
+
+    return {"gaussian": Gaussian, "regression": LinearRegression, "categorical": Categorical}
+
+
+def load_spec(path) -> dict:
+    """Read a ``.toml`` or ``.json`` sweep spec."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"spec={str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        spec = tomllib.loads(text)
+    elif path.suffix == ".json":
+        spec = json.loads(text)
+    else:
+        raise ValueError(f"spec={str(path)!r} has suffix {path.suffix!r}: need .toml or .json")
+    return spec
+
+
+def _axes(spec: dict):
+    """Grid axes ``[(location, values)]`` where location is ``(key,)`` or ``(table, key)``."""
+    axes = []
+    for key, value in spec.items():
+        if key in ("model_options", "regime_options"):
+            if not isinstance(value, dict):
+                raise ValueError(f"{key}={value!r} must be a table of keyword arguments")
+            axes += [((key, k), v) for k, v in value.items() if isinstance(v, list)]
+        elif key in _AS_VALUE:
+            continue
+        elif isinstance(value, list):
+            axes.append(((key,), value))
+    for location, values in axes:
+        if not values:
+            raise ValueError(f"{'.'.join(location)}=[] is out of range: a grid axis needs at least one value")
+    return axes
+
+
+def expand(spec: dict) -> list[dict]:
+    """The cells of the grid: one flat dict of settings per cell (``seeds`` becomes ``seed``)."""
+    unknown = sorted(set(spec) - set(_KEYS))
+    if unknown:
+        raise ValueError(f"spec keys {unknown} are not allowed; allowed: {list(_KEYS)}")
+    for required in ("model", "num_chains", "num_generations", "num_samples"):
+        if required not in spec:
+            raise ValueError(f"spec needs {required!r}")
+    if "seed" in spec and "seeds" in spec:
+        raise ValueError("spec: give seed or seeds, not both")
+    base = {k: v for k, v in spec.items() if k != "seeds"}
+    base.setdefault("seed", spec.get("seeds", 0))
+    axes = _axes(base)
+    cells = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        cell = json.loads(json.dumps(base))
+        for (location, _), value in zip(axes, combo, strict=True):
+            if len(location) == 1:
+                cell[location[0]] = value
+            else:
+                cell[location[0]][location[1]] = value
+        cells.append(cell)
+    return cells
+
+
+def _build(cell: dict):
+    from . import regimes
+
+    models = _model_classes()
+    if cell["model"] not in models:
+        raise ValueError(f"model={cell['model']!r} is not one of {sorted(models)}")
+    if cell.get("regime", "replace") not in regimes.REGIMES:
+        raise ValueError(f"regime={cell.get('regime')!r} is not one of {sorted(regimes.REGIMES)}")
+    model = models[cell["model"]](**cell.get("model_options", {}))
+    regime = regimes.REGIMES[cell.get("regime", "replace")](**cell.get("regime_options", {}))
+    return model, regime
+
+
+def _group_key(cell: dict) -> str:
+    shape = {k: cell.get(k) for k in ("model", "model_options", "regime", "regime_options", "path", "num_chains",
+                                      "num_generations", "metrics", "quantiles", "trajectories", "chunk_size")}
+    if cell.get("path", "sample") == "sample":
+        shape["num_samples"] = cell["num_samples"]
+    return json.dumps(shape, sort_keys=True)
+
+
+def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bool = False, log=None) -> dict:
+    """Run every cell of ``spec`` (a dict or a spec path); write ``out_dir/cell_XXXX.npz`` and ``index.json``.
+
+    Returns the index (also written to ``out_dir/index.json``).
+    """
+    from . import io as _io
+    from .simulate import _run_chunk, simulate
+
+    if not isinstance(spec, dict):
+        spec = load_spec(spec)
+    cells = expand(spec)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[int]] = {}
+    for i, cell in enumerate(cells):
+        groups.setdefault(_group_key(cell), []).append(i)
+    index = {"spec": spec, "cells": [], "groups": []}
+    entries = [None] * len(cells)
+    for g, (_, members) in enumerate(groups.items()):
+        before = _run_chunk._cache_size()
+        for i in members:
+            cell = cells[i]
+            path = out_dir / f"cell_{i:04d}.npz"
+            entry = {"index": i, "file": path.name, "group": g, "params": cell}
+            if resume and path.exists():
+                entry["status"] = "done (kept)"
+            else:
+                model, regime = _build(cell)
+                res = simulate(
+                    int(cell["seed"]), model, regime, num_chains=cell["num_chains"],
+                    num_generations=cell["num_generations"], num_samples=cell["num_samples"],
+                    path=cell.get("path", "sample"), metrics=cell.get("metrics"),
+                    quantiles=tuple(cell.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95))),
+                    trajectories=bool(cell.get("trajectories", False)), chunk_size=cell.get("chunk_size"),
+                    progress=progress, devices=devices,
+                )
+                res.metadata["command"] = "sweep"
+                res.metadata["sweep_cell"] = i
+                res.save(path)
+                entry["status"] = "done"
+                entry["wall_time_s"] = res.metadata.get("wall_time_s")
+            entries[i] = entry
+            index["cells"] = [e for e in entries if e is not None]
+            _io.atomic_write_text(out_dir / "index.json", json.dumps(_io.to_jsonable(index), indent=2) + "\n")
+            if log is not None:
+                log(f"cell {i}: {entry['status']} -> {path.name}")
+        index["groups"].append({"group": g, "cells": members, "compiled_programs": _run_chunk._cache_size() - before})
+    index["cells"] = entries
+    _io.atomic_write_text(out_dir / "index.json", json.dumps(_io.to_jsonable(index), indent=2) + "\n")
+    return index

@@ -1,0 +1,51 @@
+"""Sharded == unsharded, bit for bit, on 4 forced CPU devices.
+
+``jax_num_cpu_devices`` only takes effect before JAX initialises its backends, so the checks run in a fresh
+process (``tests/_sharding_worker.py``) and report back one verdict per case. A failure means the chain axis
+changed some chain's keys or arithmetic (e.g. a key derived from the position in the local batch instead of the
+global chain id) or that the summaries over chains were reduced in a sharding-dependent order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "_sharding_worker.py"
+FAST = ("gaussian_exact", "gaussian_sample", "regression_sample", "indivisible_error", "sharded_output",
+        "resume_across_devices")
+SLOW = ("gaussian_sample_accumulate", "gaussian_sample_dim2", "regression_exact", "padded")
+
+
+def _run_worker(cases) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, str(WORKER), *cases], capture_output=True, text=True, env=env,
+                          timeout=900, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert proc.returncode == 0 and lines, f"worker failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(lines[-1][len("RESULTS "):])
+
+
+@pytest.fixture(scope="module")
+def fast_results():
+    return _run_worker(FAST)
+
+
+@pytest.mark.parametrize("case", FAST)
+def test_sharded_four_devices(fast_results, case):
+    assert fast_results.get(case) == "ok", fast_results.get(case, f"case {case} did not run")
+
+
+@pytest.mark.slow
+def test_sharded_four_devices_more_regimes():
+    results = _run_worker(SLOW)
+    bad = {k: v for k, v in results.items() if v != "ok"}
+    assert set(results) == set(SLOW) and not bad, bad
