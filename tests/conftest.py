@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -18,3 +19,12 @@ _cache = os.environ.get("COLLAPSE_THEORY_TEST_CACHE", str(Path.home() / ".cache"
 if _cache != "0":
     jax.config.update("jax_compilation_cache_dir", _cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture(autouse=True)
+def _restore_jax_config():
+    """CLI tests run ``collapse_theory.cli.main`` in this process, and the CLI sets ``jax_enable_x64`` from its
+    ``--x64`` flag; restore the suite's float64 and strict rank promotion after every test."""
+    yield
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
