@@ -25,6 +25,7 @@ _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from . import keys as keys
 from . import schedules as schedules
 from . import theory as theory
+from .merge import merge_results as merge_results  # noqa: E402
 from .models import Categorical as Categorical  # noqa: E402
 from .models import Gaussian as Gaussian
 from .models import GaussianMixture as GaussianMixture  # noqa: E401
@@ -53,3 +54,4 @@ from .schedules import Linear as Linear
 from .schedules import PowerLaw as PowerLaw
 from .simulate import SimulationResult as SimulationResult
 from .simulate import simulate as simulate
+from .sweep import run_sweep as run_sweep  # noqa: E402
