@@ -184,3 +184,18 @@ def run_python_subprocess(code: str, timeout: float = 600.0) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"subprocess failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def extrapolate_iterations(times: list[float], iters: int) -> tuple[float, dict]:
+    """Total time of ``iters`` iterations from the first ``len(times)``: exact when all were run; otherwise a
+    least-squares line a + b t in the iteration index t (b >= 0: the pool grows linearly), summed to ``iters``."""
+    k = len(times)
+    if k >= iters:
+        return float(sum(times[:iters])), {"method": "measured"}
+    t = np.arange(1, k + 1, dtype=float)
+    y = np.asarray(times)
+    b, a = np.polyfit(t, y, 1) if k >= 2 else (0.0, y[0])
+    b = max(b, 0.0)
+    a = float(np.mean(y - b * t))
+    total = float(iters * a + b * iters * (iters + 1) / 2)
+    return total, {"method": f"linear fit a + b*t on {k} iterations", "a_s": a, "b_s": float(b)}

@@ -24,7 +24,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import environment, measure, print_table, run_python_subprocess, write_json_atomic  # noqa: E402
+from _common import environment, extrapolate_iterations, measure, print_table, run_python_subprocess, write_json_atomic  # noqa: E402
 
 SEED = 0
 
@@ -498,21 +498,6 @@ def kazdan_numpy_chain(d: int, n: int, regime: str, iters: int, seed: int) -> li
     return times
 
 
-def _extrapolate_iterations(times: list[float], iters: int) -> tuple[float, dict]:
-    """Total time of ``iters`` iterations from the first ``len(times)``: exact when all were run; otherwise a
-    least-squares line a + b t in the iteration index t (b >= 0: the pool grows linearly), summed to ``iters``."""
-    k = len(times)
-    if k >= iters:
-        return float(sum(times[:iters])), {"method": "measured"}
-    t = np.arange(1, k + 1, dtype=float)
-    y = np.asarray(times)
-    b, a = np.polyfit(t, y, 1) if k >= 2 else (0.0, y[0])
-    b = max(b, 0.0)
-    a = float(np.mean(y - b * t))
-    total = float(iters * a + b * iters * (iters + 1) / 2)
-    return total, {"method": f"linear fit a + b*t on {k} iterations", "a_s": a, "b_s": float(b)}
-
-
 def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
     import jax  # noqa: F401
 
@@ -576,7 +561,7 @@ def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
                 times = kazdan_numpy_chain(d, n, rname, np_iters, seed=SEED)
                 if not quick:
                     print(f"   D NumPy {rname:>20s} d={d:<3d} n={n:<4d} 1 seed {sum(times):6.2f} s", flush=True)
-                per_seed, how = _extrapolate_iterations(times, GRID_ITERS)
+                per_seed, how = extrapolate_iterations(times, GRID_ITERS)
                 np_cells.append({"regime": rname, "dim": d, "n": n, "iterations_timed": np_iters,
                                  "seeds_timed": np_seeds_timed, "one_seed_s": per_seed,
                                  "cell_extrapolated_s": per_seed * GRID_SEEDS, **how})

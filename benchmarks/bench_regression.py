@@ -30,7 +30,7 @@ import time  # noqa: E402
 
 import _common  # noqa: F401  (sets OPENBLAS_NUM_THREADS before NumPy/JAX load)
 import numpy as np  # noqa: E402
-from _common import environment, print_table, write_json_atomic  # noqa: E402
+from _common import environment, extrapolate_iterations, print_table, write_json_atomic  # noqa: E402
 
 SEED = 0
 DIM = 10
@@ -69,17 +69,6 @@ def numpy_chain(n: int, noise_var: float, regime: str, iters: int, seed: int) ->
                 x_fit, y_fit = x_pool[idx], y_pool[idx]
         times.append(time.perf_counter() - t0)
     return times
-
-
-def _extrapolate(times: list[float], iters: int) -> float:
-    k = len(times)
-    if k >= iters:
-        return float(sum(times[:iters]))
-    t = np.arange(1, k + 1, dtype=float)
-    b, _ = np.polyfit(t, np.asarray(times), 1)
-    b = max(float(b), 0.0)
-    a = float(np.mean(np.asarray(times) - b * t))
-    return iters * a + b * iters * (iters + 1) / 2
 
 
 def run_ours(quick: bool, fast_compile: bool) -> dict:
@@ -126,7 +115,7 @@ def run_numpy(quick: bool) -> dict:
         for n in NS:
             for noise_var in NOISE_VARS:
                 times = numpy_chain(n, noise_var, rname, iters, SEED)
-                one_seed = _extrapolate(times, ITERS)
+                one_seed, _ = extrapolate_iterations(times, ITERS)
                 cells.append({"regime": rname, "n": n, "noise_var": noise_var, "iterations_timed": iters,
                               "one_seed_s": one_seed, "cell_s": one_seed * SEEDS})
     return {"iterations_timed": iters, "wall_s": time.perf_counter() - t0, "cells": cells,

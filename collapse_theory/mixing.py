@@ -37,6 +37,7 @@ import numpy as np
 
 from . import io as _io
 from .keys import METRIC, REAL, SAMPLE, TRUTH, derive_key, root_key
+from .regimes import _mask
 
 
 @dataclasses.dataclass
@@ -70,10 +71,6 @@ class MixtureResult:
             "config": self.config, "metadata": self.metadata,
         }
         _io.atomic_write_text(path, json.dumps(_io.to_jsonable(payload), indent=2, sort_keys=True) + "\n")
-
-
-def _mask(rows: int, count):
-    return (jnp.arange(rows) < count).astype(jnp.zeros(()).dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "rows"))
