@@ -84,6 +84,8 @@ class SimulationResult:
       trajectories: ``{metric: (G, C)}`` when requested, else ``None``.
       final_params: parameters of every chain after the last generation (NumPy pytree, leading axis C).
       config: the resolved configuration; metadata: versions, backend, x64, seed, wall time.
+      snapshots: ``{t: params}`` for each generation t requested with ``simulate(snapshots=...)`` (NumPy pytrees,
+        leading axis C; kept in memory, not written to result files).
     """
 
     generations: np.ndarray
@@ -93,6 +95,7 @@ class SimulationResult:
     final_params: Any
     config: dict
     metadata: dict
+    snapshots: dict | None = None
 
     @property
     def num_chains(self) -> int:
@@ -120,8 +123,12 @@ class SimulationResult:
 
 
 def _draw_rows(key, data, n: int):
+    """``n`` dataset rows without replacement. A fixed-shape draw larger than the dataset (ReplaceGrown draws
+    M_max·G rows at t = 1, of which only the first M_1 carry weight) repeats the permutation beyond its end;
+    ``simulate`` ensures every row that carries weight is distinct (dataset rows ≥ max M_t)."""
     num = jax.tree.leaves(data)[0].shape[0]
-    index = jax.random.permutation(key, num)[:n]
+    perm = jax.random.permutation(key, num)
+    index = perm[:n] if n <= num else perm[jnp.arange(n) % num]
     return jax.tree.map(lambda leaf: leaf[index], data)
 
 
@@ -325,6 +332,7 @@ def simulate(
     checkpoint=None,
     checkpoint_every: float = 60.0,
     resume: bool = False,
+    snapshots=(),
 ) -> SimulationResult:
     r"""Run ``num_chains`` independent recursive-training chains for ``num_generations`` fits.
 
@@ -359,6 +367,8 @@ def simulate(
       checkpoint_every: seconds between checkpoints (0: after every chunk).
       resume: continue from ``checkpoint`` if it exists (the settings must match); the final result equals an
         uninterrupted run bit for bit.
+      snapshots: generations t (1 ≤ t ≤ G) after which to keep every chain's parameters (e.g. to draw sample
+        grids of generations 1, 5, 20); chunks end at these generations, which changes no result.
 
     Returns:
       A :class:`SimulationResult`.
@@ -516,17 +526,24 @@ def simulate(
         state = distributed.place(state, sharding)
         chains = distributed.place(chains, sharding)
 
+    snapshots = sorted({int(t) for t in snapshots})
+    if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= num_generations:
+        raise ValueError(f"snapshots={snapshots} are out of range: need 1 <= t <= num_generations={num_generations}")
     starts = list(range(t_done + 1, num_generations + 1, chunk_size))
+    starts = sorted(set(starts) | {t + 1 for t in snapshots if t_done < t < num_generations})
+    kept: dict = {}
     bar = _Progress(num_generations, t_done, num_chains, progress and len(starts) > 1)
     committed = (state, len(outputs), t_done)  # one assignment: consistent whenever an interrupt arrives
     last_save = time.monotonic()
     try:
-        for t_start in starts:
-            length = min(chunk_size, num_generations + 1 - t_start)
+        for i, t_start in enumerate(starts):
+            length = (starts[i + 1] if i + 1 < len(starts) else num_generations + 1) - t_start
             args = (root, committed[0], jnp.int32(t_start), table, truth_j, real_j, ref_j, chains)
             new_state, out = _call_chunk(plan, length, args, compiler_options)
             outputs.append(_to_host(out))
             committed = (new_state, len(outputs), t_start + length - 1)
+            if committed[2] in snapshots:
+                kept[committed[2]] = jax.tree.map(lambda leaf: leaf[:num_chains], _to_host(new_state.params))
             bar.update(length)
             if ckpt is not None and (time.monotonic() - last_save >= checkpoint_every
                                      or committed[2] == num_generations):
@@ -558,6 +575,7 @@ def simulate(
         final_params=final_params,
         config=config,
         metadata=metadata,
+        snapshots=kept if snapshots else None,
     )
 
 

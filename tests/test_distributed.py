@@ -49,3 +49,40 @@ def test_sharded_four_devices_more_regimes():
     results = _run_worker(SLOW)
     bad = {k: v for k, v in results.items() if v != "ok"}
     assert set(results) == set(SLOW) and not bad, bad
+
+
+def _cli(*args, timeout=300):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.pop("XLA_FLAGS", None)
+    return subprocess.Popen([sys.executable, "-m", "collapse_theory", "run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    """Multi-host for real: two processes on localhost (``--distributed``, Gloo collectives, 2 CPU devices each)
+    run one 4-device mesh, and process 0's result file equals a single process with 4 devices bit for bit
+    (catches a mesh that spans only one host, process-local chain ids, or a cross-host reduction in another
+    order)."""
+    import socket
+
+    import numpy as np
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    common = ["--model", "gaussian", "--dim", "2", "--ddof", "1", "--num-chains", "32", "--num-generations", "6",
+              "--num-samples", "10", "--path", "sample", "--devices", "4", "--no-progress", "--seed", "5"]
+    procs = [_cli(*common, "--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2",
+                  "--process-id", str(i), "--out", str(tmp_path / f"multi{i}.npz")) for i in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    single = _cli(*common, "--out", str(tmp_path / "single.npz"))
+    log = single.communicate(timeout=300)[0]
+    assert single.returncode == 0, log
+    assert not (tmp_path / "multi1.npz").exists()  # one result file per run: process 0 writes it
+    multi, one = np.load(tmp_path / "multi0.npz"), np.load(tmp_path / "single.npz")
+    summary = [k for k in one.files if k.startswith("summary")]
+    assert summary and set(summary) <= set(multi.files)
+    for k in summary:
+        np.testing.assert_array_equal(multi[k], one[k], err_msg=k)

@@ -272,3 +272,25 @@ def test_save_load_round_trip(runs, tmp_path):
     assert sidecar["config"]["num_chains"] == C_INV
     res.save(path)  # overwriting is atomic too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.npz"]
+
+
+def test_snapshots_equal_shorter_runs_and_change_nothing():
+    """``simulate(snapshots=...)`` keeps each chain's parameters after generation t: they equal the final
+    parameters of a t-generation run, and forcing chunk ends there leaves the summaries bit-identical (catches a
+    snapshot taken one generation off, or one that perturbs the run)."""
+    model = Gaussian(dim=2, ddof=1)
+    kw = dict(num_chains=5, num_samples=10, quantiles=(0.5,))
+    snap = simulate(3, model, Replace(), num_generations=7, snapshots=(3, 7), **kw)
+    plain = simulate(3, model, Replace(), num_generations=7, **kw)
+    short = simulate(3, model, Replace(), num_generations=3, **kw)
+    assert sorted(snap.snapshots) == [3, 7]
+    for a, b in zip(jax.tree.leaves(snap.snapshots[3]), jax.tree.leaves(short.final_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(snap.snapshots[7]), jax.tree.leaves(plain.final_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for metric, stats in plain.summary.items():
+        for field, value in stats.items():
+            np.testing.assert_array_equal(snap.summary[metric][field], value)
+    assert plain.snapshots is None
+    with pytest.raises(ValueError, match="snapshots"):
+        simulate(3, model, Replace(), num_generations=7, snapshots=(8,), **kw)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import regimes
 from ..mixing import simulate_mixture
 from ..models.regression import Downstream, LinearRegression
-from ..simulate import simulate
+from ..simulate import FAST_COMPILE, simulate
 from ..theory import regression as th
 from . import Check, Measurement, register
 
@@ -43,7 +43,7 @@ def _chain(quick: bool, seed: int, design: str, regime: str):
     return simulate(
         seed, model, regimes.REGIMES[regime](), num_chains=_chains(quick, 8000), num_generations=10,
         num_samples=ROWS, path="exact", metrics=["excess_risk"], quantiles=(),
-        trajectories=(design == "fixed" and regime == "accumulate"),
+        trajectories=(design == "fixed" and regime == "accumulate"), compiler_options=FAST_COMPILE,
     )
 
 
@@ -136,6 +136,7 @@ def _downstream(quick, seed):
     d, t, t0, sigma, sigma0 = 5, 20, 14, 1.0, 1.0
     model = LinearRegression(dim=d, noise_sd=sigma0, downstream=Downstream(rows=t, noise_sd=sigma))
     res = simulate(seed, model, num_chains=_chains(quick, 8000), num_generations=6, num_samples=t0,
+                   compiler_options=FAST_COMPILE,
                    path="exact", metrics=["downstream_excess_risk"], quantiles=())
     out = []
     for n in (1, 3, 6):
@@ -165,6 +166,7 @@ def _noiseless(quick, seed):
     for design, planted_design in (("fixed", "fresh"), ("fresh", "fixed")):
         model = LinearRegression(dim=d, noise_sd=0.0, design=design, design_rows=t0 if design == "fixed" else None)
         res = simulate(seed, model, num_chains=_chains(quick, 4000), num_generations=4, num_samples=t0,
+                       compiler_options=FAST_COMPILE,
                        path="exact", metrics=["relative_weight_norm"], quantiles=())
         for n in (2, 4):
             out.append(_measure(
