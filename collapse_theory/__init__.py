@@ -26,6 +26,7 @@ from . import keys as keys
 from . import schedules as schedules
 from . import theory as theory
 from .merge import merge_results as merge_results  # noqa: E402
+from .models import VAE as VAE  # noqa: E402
 from .models import Categorical as Categorical  # noqa: E402
 from .models import Gaussian as Gaussian
 from .models import GaussianMixture as GaussianMixture  # noqa: E401

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-MODELS = ("gaussian", "categorical")
+MODELS = ("gaussian", "categorical")  # `run` families; the others run through the Python API
 REGIME_NAMES = ("replace", "accumulate", "accumulate-subsample", "replace-grown", "fresh-fraction")
 SCHEDULES = ("constant", "linear", "power")
 
@@ -129,21 +129,35 @@ def _configure_jax(x64: bool) -> None:
 
 
 def _configure_scale(args) -> None:
-    """Multi-host initialisation and forced CPU device count: both must happen before JAX does any work."""
+    """Forced CPU device count and multi-host initialisation: both must happen before JAX does any work.
+
+    With ``--distributed``, ``--devices`` counts devices over all processes (the mesh spans hosts); on CPU each
+    process then gets ``devices / num_processes`` devices, and cross-process collectives use Gloo.
+    """
     import jax
 
-    if args.distributed:
-        from .distributed import initialize
-
-        initialize(args.coordinator, args.num_processes, args.process_id)
     if args.devices is not None:
         if args.devices < 1:
             raise ValueError(f"--devices={args.devices} is out of range: need --devices >= 1")
+        local = args.devices
+        if args.distributed and args.num_processes:
+            if args.devices % args.num_processes:
+                raise ValueError(f"--devices={args.devices} is out of range: with --distributed it counts devices "
+                                 f"over all processes and must be a multiple of --num-processes={args.num_processes}")
+            local = args.devices // args.num_processes
         try:  # only the CPU backend reads this; accelerators keep their own devices
-            if args.devices > 1:
-                jax.config.update("jax_num_cpu_devices", args.devices)
+            if local > 1:
+                jax.config.update("jax_num_cpu_devices", local)
         except RuntimeError:  # backends already up (in-process use): keep the devices there are
             pass
+    if args.distributed:
+        from .distributed import initialize
+
+        try:  # CPU processes need a collectives implementation to reduce across hosts; accelerators ignore it
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        except (RuntimeError, ValueError, AttributeError):
+            pass
+        initialize(args.coordinator, args.num_processes, args.process_id)
 
 
 def _cmd_run(args) -> int:
@@ -277,7 +291,9 @@ def _cmd_check(args) -> int:
         rows += checks.run_check(check, quick=args.quick, seed=args.seed, z_max=args.z)
     print(checks.format_table(rows))
     failed = [r for r in rows if not r["passed"]]
-    print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed  (|z| <= {args.z}; "
+    empirical = sum(r.get("kind") == "empirical" for r in rows)
+    print(f"\n{len(rows) - len(failed) - empirical} passed, {len(failed)} failed, {empirical} empirical  "
+          f"(|z| <= {args.z}; "
           f"{len(chosen)} checks, quick={args.quick}, seed={args.seed})")
     if args.json is not None:
         meta = collect_metadata(seed=args.seed, quick=args.quick, z_max=args.z)
@@ -336,7 +352,8 @@ def _cmd_demo(args) -> int:
 def _cmd_list(args) -> int:
     from . import checks
 
-    print("models:   " + ", ".join(MODELS))
+    print("models:   " + ", ".join(MODELS) + " (collapse-theory run); Python API also: LinearRegression, "
+          "GaussianMixture, KernelDensity, NGram, VAE (collapse_theory.models)")
     print("regimes:  " + ", ".join(REGIME_NAMES))
     print("checks:")
     for c in checks.CHECKS.values():

@@ -26,7 +26,11 @@ def test_registry_has_the_gaussian_checks():
         assert c.reference and c.formula and c.planted and c.family
 
 
-@pytest.mark.parametrize("name", sorted(checks.CHECKS))
+THEOREMS = sorted(name for name, c in checks.CHECKS.items() if not c.empirical)
+EMPIRICAL = sorted(name for name, c in checks.CHECKS.items() if c.empirical)
+
+
+@pytest.mark.parametrize("name", THEOREMS)
 def test_check_passes_with_the_true_formula(quick_rows, name):
     rows = quick_rows[name]
     assert rows, f"{name} produced no rows"
@@ -35,7 +39,7 @@ def test_check_passes_with_the_true_formula(quick_rows, name):
         assert r["passed"], f"{name}: {r['quantity']} theory={r['theory']} sim={r['simulation']} z={r['z']:+.2f}"
 
 
-@pytest.mark.parametrize("name", sorted(checks.CHECKS))
+@pytest.mark.parametrize("name", THEOREMS)
 def test_check_rejects_the_planted_formula(quick_rows, name):
     """Power: the same rows, compared with the planted wrong formula, must fail (|z| > 4) in at least one row,
     and the row of largest leverage must be far outside the noise."""
@@ -65,3 +69,24 @@ def test_select_rejects_unknown_names():
         checks.select(names=["no-such-check"])
     with pytest.raises(ValueError, match="family="):
         checks.select(families=["no-such-family"])
+
+
+@pytest.mark.parametrize("name", EMPIRICAL)
+def test_empirical_rows_are_labelled_and_carry_their_error(quick_rows, name):
+    """Empirical checks claim no formula: theory and z are NaN, the row is labelled, and it still reports a finite
+    simulated value, its standard error and the number of chains (a row without them would be unreadable)."""
+    rows = quick_rows[name]
+    assert rows
+    for r in rows:
+        assert r["kind"] == "empirical" and math.isnan(r["theory"]) and math.isnan(r["z"])
+        assert math.isfinite(r["simulation"]) and math.isfinite(r["se"]) and r["se"] >= 0
+        assert r["params"]["num_chains"] >= 2
+    assert "EMPIRICAL" in checks.format_table(rows)
+
+
+def test_theorem_rows_are_labelled():
+    """Every row of a theorem check says so (``kind``), so JSON consumers can separate the two kinds."""
+    bad = checks.Check(name="t", family="test", reference="-", formula="-", planted="-",
+                       run=lambda quick, seed: [checks.Measurement("q", 1.0, 1.0, 0.1, 2.0, {})])
+    (row,) = checks.run_check(bad)
+    assert row["kind"] == "theorem" and row["passed"] and row["planted_rejected"]

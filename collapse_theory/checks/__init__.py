@@ -49,6 +49,9 @@ class Check:
       formula: the formula checked, in plain text.
       planted: the wrong formula its power check must reject.
       run: ``run(quick: bool, seed: int) -> list[Measurement]``.
+      empirical: no formula is claimed: the rows report a simulated curve (mean, standard error, number of
+        chains) for the record, their ``theory`` and ``planted`` are NaN and the table labels them ``EMPIRICAL``
+        instead of PASS/FAIL.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Check:
     formula: str
     planted: str
     run: Callable[[bool, int], list[Measurement]]
+    empirical: bool = False
 
 
 CHECKS: dict[str, Check] = {}
@@ -98,6 +102,15 @@ def run_check(check: Check, *, quick: bool = False, seed: int = 0, z_max: float 
     """Run one check and return its table rows (JSON-ready dicts)."""
     rows = []
     for m in check.run(quick, seed):
+        if check.empirical:
+            rows.append({
+                "name": check.name, "family": check.family, "reference": check.reference, "formula": check.formula,
+                "quantity": m.quantity, "params": m.params, "kind": "empirical", "theory": math.nan,
+                "simulation": float(m.simulation), "se": float(m.se), "z": math.nan, "passed": True,
+                "planted_formula": check.planted, "planted_theory": math.nan, "planted_z": math.nan,
+                "planted_rejected": None,
+            })
+            continue
         z = _z(m.simulation, m.theory, m.se)
         z_planted = _z(m.simulation, m.planted, m.se)
         rows.append(
@@ -108,6 +121,7 @@ def run_check(check: Check, *, quick: bool = False, seed: int = 0, z_max: float 
                 "formula": check.formula,
                 "quantity": m.quantity,
                 "params": m.params,
+                "kind": "theorem",
                 "theory": float(m.theory),
                 "simulation": float(m.simulation),
                 "se": float(m.se),
@@ -123,21 +137,22 @@ def run_check(check: Check, *, quick: bool = False, seed: int = 0, z_max: float 
 
 
 def format_table(rows: list[dict]) -> str:
-    """Plain-text table: check, quantity, theory, simulation, SE, z, pass, planted z."""
+    """Plain-text table: check, quantity, theory, simulation, SE, z, pass, planted z (empirical rows: theory and
+    z are "-", the pass column says EMPIRICAL)."""
     header = ("check", "quantity", "theory", "simulation", "se", "z", "pass", "planted z")
-    lines = [
-        (
+    lines = []
+    for r in rows:
+        empirical = r.get("kind") == "empirical"
+        lines.append((
             r["name"],
             r["quantity"],
-            f"{r['theory']:.6g}",
+            "-" if empirical else f"{r['theory']:.6g}",
             f"{r['simulation']:.6g}",
             f"{r['se']:.2g}",
-            f"{r['z']:+.2f}",
-            "PASS" if r["passed"] else "FAIL",
-            f"{r['planted_z']:+.1f}",
-        )
-        for r in rows
-    ]
+            "-" if empirical else f"{r['z']:+.2f}",
+            "EMPIRICAL" if empirical else ("PASS" if r["passed"] else "FAIL"),
+            "-" if empirical else f"{r['planted_z']:+.1f}",
+        ))
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
@@ -151,4 +166,5 @@ from . import gaussian as gaussian  # noqa: E402  (registers the Gaussian checks
 from . import regression as regression  # noqa: E402,F401  (registers the regression checks)
 from . import categorical as categorical  # noqa: E402,F401  (registers the categorical checks)
 from . import gmm_kde as gmm_kde  # noqa: E402  (registers the GMM and KDE checks)
+from . import vae as vae  # noqa: E402  (registers the VAE checks)
 # isort: on

@@ -20,3 +20,6 @@ from .regression import LinearRegression as LinearRegression
 from .regression import RegressionParams as RegressionParams
 from .regression import RegressionStats as RegressionStats
 from .regression import power_law_spectrum as power_law_spectrum
+from .vae import VAE as VAE  # noqa: E401
+from .vae import VAEParams as VAEParams
+from .vae import VAEReference as VAEReference
