@@ -42,23 +42,9 @@ MLP = VAE(image_shape=(8, 8), latent_dim=2, hidden=(16,), steps=20, batch_size=3
 LINEAR = VAE(image_shape=(3,), latent_dim=2, architecture="linear", likelihood="gaussian", steps=200,
              batch_size=None, learning_rate=0.05)
 """A deterministic full-batch linear-Gaussian VAE (the frequency-weight identities)."""
-@pytest.fixture(scope="module", autouse=True)
-def _no_persistent_cache():
-    """Compile this module's programs without JAX's persistent cache: in one full-suite run, writing a VAE engine
-    executable to the cache (``compilation_cache.put_executable_and_time``) crashed the process with a segfault
-    inside jaxlib's ``executable.serialize()`` (twice at the same test; not reproduced running this file alone). No
-    program of this module is written to the cache (reads stay harmless); compiling afresh costs ~40 s."""
-    previous = jax.config.jax_persistent_cache_min_compile_time_secs
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1e9)  # no write: no executable.serialize()
-    yield
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous)
-
-
 COMPILE = dict(FAST_COMPILE)
 """XLA options of every compiled program here (the package's ``FAST_COMPILE``; the programs are tiny, so slower code
-costs nothing). Level 0 with ``xla_llvm_disable_expensive_passes`` compiled ~25 % faster, but in full-suite runs the
-first engine program of this module then crashed XLA (an abort in compilation, a segfault in serialisation). Not
-for the conv VAE, whose less optimised convolutions run slowly."""
+costs nothing). Not for the conv VAE, whose less optimised convolutions run slowly."""
 REAL_ROWS = 100
 """Real rows given to the engine: >= M = 64, but < M·G = 128, the rows ReplaceGrown draws at t = 1 (only the first
 M carry weight and must be distinct)."""
