@@ -69,6 +69,7 @@ def run(seed: int, quick: bool, dataset: str = "shapes", rare=(), keep: float = 
     from collapse_theory.models import VAE
     from collapse_theory.models import classifier as clf_mod
     from collapse_theory.models.classifier import Confident
+    from collapse_theory.models.vae import CONFIDENCE
 
     cfg = settings(quick)
     train, test, clf, reference = image_setup(dataset, seed=seed, classifier_steps=cfg["classifier_steps"],
@@ -99,7 +100,7 @@ def run(seed: int, quick: bool, dataset: str = "shapes", rare=(), keep: float = 
     latent_real = np.asarray(model.encode(anchor, jnp.asarray(test.images, real.dtype))[0]).ravel()
     # the classifier's view of the real held-out images: the level a perfect generator would show
     probs = jax.nn.softmax(clf_mod.logits(clf, jnp.asarray(test.images)))
-    sure = np.asarray(jnp.max(probs, axis=-1) >= 0.9)
+    sure = np.asarray(jnp.max(probs, axis=-1) >= CONFIDENCE)  # the metrics' recognition threshold
     label = np.asarray(jnp.argmax(probs, axis=-1))
     rare = np.asarray(reference.rare) > 0
     real_rare = float(np.mean(sure & rare[label]))

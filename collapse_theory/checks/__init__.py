@@ -103,16 +103,10 @@ def run_check(check: Check, *, quick: bool = False, seed: int = 0, z_max: float 
     rows = []
     for m in check.run(quick, seed):
         if check.empirical:
-            rows.append({
-                "name": check.name, "family": check.family, "reference": check.reference, "formula": check.formula,
-                "quantity": m.quantity, "params": m.params, "kind": "empirical", "theory": math.nan,
-                "simulation": float(m.simulation), "se": float(m.se), "z": math.nan, "passed": True,
-                "planted_formula": check.planted, "planted_theory": math.nan, "planted_z": math.nan,
-                "planted_rejected": None,
-            })
-            continue
-        z = _z(m.simulation, m.theory, m.se)
-        z_planted = _z(m.simulation, m.planted, m.se)
+            z = z_planted = math.nan
+        else:
+            z = _z(m.simulation, m.theory, m.se)
+            z_planted = _z(m.simulation, m.planted, m.se)
         rows.append(
             {
                 "name": check.name,
@@ -121,16 +115,16 @@ def run_check(check: Check, *, quick: bool = False, seed: int = 0, z_max: float 
                 "formula": check.formula,
                 "quantity": m.quantity,
                 "params": m.params,
-                "kind": "theorem",
+                "kind": "empirical" if check.empirical else "theorem",
                 "theory": float(m.theory),
                 "simulation": float(m.simulation),
                 "se": float(m.se),
                 "z": float(z),
-                "passed": bool(abs(z) <= z_max),
+                "passed": bool(check.empirical or abs(z) <= z_max),
                 "planted_formula": check.planted,
                 "planted_theory": float(m.planted),
                 "planted_z": float(z_planted),
-                "planted_rejected": bool(abs(z_planted) > z_max),
+                "planted_rejected": None if check.empirical else bool(abs(z_planted) > z_max),
             }
         )
     return rows

@@ -62,13 +62,14 @@ def accuracy(params: ClassifierParams, x, labels) -> float:
     return float(jnp.mean(predict(params, jnp.asarray(x)) == jnp.asarray(labels)))
 
 
-def _check_positive(name, value, integer=False):
+def check_positive(name, value, integer=False):
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number > 0 (an int >= 1 if ``integer``)."""
     bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-    if integer:
-        bad = bad or not isinstance(value, (int, np.integer))
+    if integer and not bad:
+        bad = not isinstance(value, (int, np.integer))
     if bad or not math.isfinite(value) or value <= 0:
         kind = "an int" if integer else "a finite number"
-        raise ValueError(f"{name}={value!r} is out of range: need {kind} {name} > 0")
+        raise ValueError(f"{name}={value!r} is out of range: need {kind} {name} > 0" + (" (>= 1)" if integer else ""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +92,8 @@ class Classifier:
 
     def __post_init__(self):
         for name in ("hidden", "steps", "batch_size"):
-            _check_positive(name, getattr(self, name), integer=True)
-        _check_positive("learning_rate", self.learning_rate)
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("learning_rate", self.learning_rate)
         wd = self.weight_decay
         if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
             raise ValueError(f"weight_decay={wd!r} is out of range: need a finite weight_decay >= 0")

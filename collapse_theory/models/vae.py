@@ -185,15 +185,6 @@ def frechet_distance(mean_a, features_a, mean_b, cov_b_sqrt, cov_b) -> jax.Array
     return jnp.sum((mean_a - mean_b) ** 2) + trace_a + jnp.trace(cov_b) - 2 * cross
 
 
-def _positive(name, value, integer=False):
-    bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-    if integer and not bad:
-        bad = not isinstance(value, (int, np.integer))
-    if bad or not math.isfinite(value) or value <= 0:
-        kind = "an int" if integer else "a finite number"
-        raise ValueError(f"{name}={value!r} is out of range: need {kind} {name} > 0" + (" (>= 1)" if integer else ""))
-
-
 @dataclasses.dataclass(frozen=True)
 class VAE:
     r"""A VAE refitted on its own samples (see the module docstring for the model, training and sampling).
@@ -238,17 +229,17 @@ class VAE:
             raise ValueError(f"image_shape={self.image_shape!r} is out of range: need (H, W) or (D,) of ints >= 1")
         object.__setattr__(self, "image_shape", tuple(int(s) for s in shape))
         object.__setattr__(self, "hidden", tuple(self.hidden))
-        _positive("latent_dim", self.latent_dim, integer=True)
-        _positive("steps", self.steps, integer=True)
+        _clf.check_positive("latent_dim", self.latent_dim, integer=True)
+        _clf.check_positive("steps", self.steps, integer=True)
         n_eval = self.num_eval_samples
         if isinstance(n_eval, bool) or not isinstance(n_eval, (int, np.integer)) or n_eval < 2:
             raise ValueError(f"num_eval_samples={n_eval!r} is out of range: need an int >= 2 (a sample covariance "
                              "and a pairwise distance need two rows)")
         if self.batch_size is not None:
-            _positive("batch_size", self.batch_size, integer=True)
-        _positive("learning_rate", self.learning_rate)
+            _clf.check_positive("batch_size", self.batch_size, integer=True)
+        _clf.check_positive("learning_rate", self.learning_rate)
         for h in self.hidden:
-            _positive("hidden", h, integer=True)
+            _clf.check_positive("hidden", h, integer=True)
         for name, allowed in (("architecture", ARCHITECTURES), ("likelihood", LIKELIHOODS),
                               ("sample_mode", SAMPLE_MODES), ("schedule", SCHEDULES)):
             if getattr(self, name) not in allowed:
@@ -257,7 +248,7 @@ class VAE:
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0:
             raise ValueError(f"beta={b!r} is out of range: need a finite beta >= 0")
         if self.obs_sd is not None:
-            _positive("obs_sd", self.obs_sd)
+            _clf.check_positive("obs_sd", self.obs_sd)
         if self.architecture != "linear" and not self.hidden:
             raise ValueError(f"hidden={self.hidden!r}: the {self.architecture} architecture needs >= 1 hidden layer")
         if self.architecture == "linear" and self.likelihood != "gaussian":
