@@ -1,28 +1,66 @@
 r"""Fast exact samplers used by the exact paths.
 
+``unit_uniforms(key, n)`` draws ``n`` uniforms on (0, 1) from one Threefry-2x32 call on ``ceil(n/2)`` counters:
+every hash yields two 32-bit words. (``jax.random.uniform`` in JAX's default partitionable mode spends one hash per
+32-bit value; on a CPU, hashing is most of an exact step's cost.) Its counters are ``(1, i)``, disjoint from the
+``(0, i)`` that ``jax.random.fold_in`` and ``jax.random.bits`` use with the same key.
+
 ``log_gamma(key, a)`` draws :math:`\log G`, :math:`G \sim \mathrm{Gamma}(a, 1)`, by Marsaglia & Tsang's rejection
 method (ACM TOMS 26, 2000) with three proposals drawn at once and the first accepted one kept, which is the same
 law as sequential rejection. Only when all three are rejected (probability below 1e-4 for a ≥ 1/2) does a
 ``while_loop`` draw more, so under ``vmap`` the loop almost never runs; ``jax.random.loggamma`` loops for every
 element and is about 4× slower per draw on CPU. For :math:`a < 1` the boost
 :math:`G_a = G_{a+1} U^{1/a}` is applied in log space, so tiny values never underflow.
+``normal_and_log_gamma(key, a)`` draws an independent standard normal and :math:`\log G` from one call (eight
+uniforms, four hashes): the whole random input of a one-dimensional exact Gaussian step.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from .keys import fold_in, threefry2x32
 
 _PROPOSALS = 3
+GAMMA_UNIFORMS = 2 * _PROPOSALS + 1
+"""Uniforms that :func:`log_gamma_from_uniforms` reads: two per proposal and one for the boost."""
 
 
-def _uniforms(key, n, dtype):
-    return jax.random.uniform(key, (n,), dtype, minval=jnp.finfo(dtype).tiny)
+def _words(key: jax.Array, n: int) -> jax.Array:
+    """``n`` pseudo-random uint32 words: Threefry-2x32 of ``key`` on the counters (1, 0), (1, 1), …"""
+    data = jax.random.key_data(key)
+    if data.shape != (2,):  # not a Threefry key (another PRNG implementation was configured)
+        return jax.random.bits(jax.random.fold_in(key, 1), (n,), jnp.uint32)
+    half = (n + 1) // 2
+    y0, y1 = threefry2x32(data[0], data[1], jnp.ones((half,), jnp.uint32), jnp.arange(half, dtype=jnp.uint32))
+    return jnp.concatenate([y0, y1])[:n]
+
+
+def unit_uniforms(key: jax.Array, n: int, dtype) -> jax.Array:
+    """``n`` uniforms on the open interval (0, 1) (the smallest value is the dtype's ``tiny``)."""
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64:
+        w = _words(key, 2 * n).astype(jnp.uint64)
+        bits = (w[:n] << np.uint64(32)) | w[n:]
+        mantissa = (bits >> np.uint64(12)) | np.uint64(0x3FF0000000000000)
+        u = jax.lax.bitcast_convert_type(mantissa, jnp.float64) - 1.0
+    else:
+        bits = _words(key, n)
+        mantissa = (bits >> np.uint32(9)) | np.uint32(0x3F800000)
+        u = (jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0).astype(dtype)
+    return jnp.maximum(u, jnp.finfo(dtype).tiny)
+
+
+def standard_normal_from_uniform(u: jax.Array) -> jax.Array:
+    """Inverse-CDF standard normal of a uniform on (0, 1)."""
+    return jnp.sqrt(2.0).astype(u.dtype) * jax.lax.erf_inv(2.0 * u - 1.0)
 
 
 def _proposals(u, d, c):
     # 2K uniforms: K become normals (inverse CDF), K drive the acceptance test.
-    x = jnp.sqrt(2.0) * jax.lax.erf_inv(2.0 * u[:_PROPOSALS] - 1.0)
+    x = standard_normal_from_uniform(u[:_PROPOSALS])
     log_u = jnp.log(u[_PROPOSALS:])
     v = 1.0 + c * x
     v3 = v * v * v
@@ -33,25 +71,43 @@ def _proposals(u, d, c):
     return jnp.any(accept), log_v3[first]
 
 
-def log_gamma(key: jax.Array, a: jax.Array) -> jax.Array:
-    """One draw of log Gamma(a, 1) for a scalar shape ``a > 0`` (vmap for arrays)."""
-    a = jnp.asarray(a)
-    dtype = a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else jnp.zeros(()).dtype
-    a = a.astype(dtype)
+def log_gamma_from_uniforms(key: jax.Array, u: jax.Array, a: jax.Array) -> jax.Array:
+    """log Gamma(a, 1) for a scalar ``a > 0`` from ``GAMMA_UNIFORMS`` uniforms ``u``; ``key`` (which must not
+    be the key of a ``fold_in(key, i)``, i ≥ 1, that produced ``u``) feeds the rare extra rejection rounds."""
+    dtype = u.dtype
+    a = jnp.asarray(a).astype(dtype)
     shape = jnp.where(a < 1, a + 1, a)
     d = shape - 1.0 / 3.0
     c = 1.0 / jnp.sqrt(9.0 * d)
-    u = _uniforms(key, 2 * _PROPOSALS + 1, dtype)  # one counter-based draw; the last one is the boost's
-    ok, log_v3 = _proposals(u[:-1], d, c)
+    ok, log_v3 = _proposals(u[: 2 * _PROPOSALS], d, c)
 
     def cond(state):
         return ~state[1]
 
     def body(state):
         i, _, _ = state
-        ok_i, log_v3_i = _proposals(_uniforms(jax.random.fold_in(key, i), 2 * _PROPOSALS, dtype), d, c)
+        fresh = unit_uniforms(fold_in(key, i), 2 * _PROPOSALS, dtype)
+        ok_i, log_v3_i = _proposals(fresh, d, c)
         return i + 1, ok_i, log_v3_i
 
     _, _, log_v3 = jax.lax.while_loop(cond, body, (jnp.int32(1), ok, log_v3))
     log_g = jnp.log(d) + log_v3
-    return jnp.where(a < 1, log_g + jnp.log(u[-1]) / a, log_g)
+    return jnp.where(a < 1, log_g + jnp.log(u[2 * _PROPOSALS]) / a, log_g)
+
+
+def _float_dtype(a):
+    a = jnp.asarray(a)
+    return a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else jnp.zeros(()).dtype
+
+
+def log_gamma(key: jax.Array, a: jax.Array) -> jax.Array:
+    """One draw of log Gamma(a, 1) for a scalar shape ``a > 0`` (vmap for arrays)."""
+    dtype = _float_dtype(a)
+    return log_gamma_from_uniforms(key, unit_uniforms(key, GAMMA_UNIFORMS, dtype), a)
+
+
+def normal_and_log_gamma(key: jax.Array, a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """An independent pair (Z, log G): Z standard normal, G ~ Gamma(a, 1), from one Threefry call."""
+    dtype = _float_dtype(a)
+    u = unit_uniforms(key, GAMMA_UNIFORMS + 1, dtype)
+    return standard_normal_from_uniform(u[0]), log_gamma_from_uniforms(key, u[1:], a)

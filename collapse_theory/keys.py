@@ -12,6 +12,7 @@ or a run sharded over devices reproduces the same chains bit for bit.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 SAMPLE = 0
 """Purpose: synthetic draws from the current model (or real draws at the first generation)."""
@@ -43,3 +44,47 @@ def root_key(seed: int) -> jax.Array:
 def derive_key(root: jax.Array, chain, t, purpose: int) -> jax.Array:
     """Key for (chain, generation, purpose); ``chain`` and ``t`` may be traced integers."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, chain), t), purpose)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fused Threefry-2x32
+# ---------------------------------------------------------------------------------------------------------------
+# jax lowers its Threefry hash on CPU as a rolled loop (five trips of four rounds), so every ``fold_in`` in a
+# vmapped step costs a small XLA while loop: for the exact paths, whose step has O(1) arithmetic, that loop
+# overhead is most of the step. ``threefry2x32`` below is the same hash (Salmon et al., SC 2011: 20 rounds, key
+# injection every 4) written as straight-line uint32 arithmetic, which XLA fuses with its neighbours. It is
+# bit-identical to ``jax.extend.random.threefry_2x32`` and ``fold_in`` below to ``jax.random.fold_in`` (tests).
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = 0x1BD11BDA
+
+
+def _rotl(x, r: int):
+    return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
+
+
+def threefry2x32(k0, k1, x0, x1):
+    """Threefry-2x32 (20 rounds) of the counter pair ``(x0, x1)`` under the key ``(k0, k1)``; uint32, broadcast."""
+    k0, k1, x0, x1 = (jnp.asarray(v, jnp.uint32) for v in (k0, k1, x0, x1))
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(_PARITY))
+    x0 = x0 + ks[0]
+    x1 = x1 + ks[1]
+    for group in range(5):
+        for r in _ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = _rotl(x1, r) ^ x0
+        x0 = x0 + ks[(group + 1) % 3]
+        x1 = x1 + ks[(group + 2) % 3] + jnp.uint32(group + 1)
+    return x0, x1
+
+
+def fold_in(key: jax.Array, data) -> jax.Array:
+    """``jax.random.fold_in(key, data)`` for a Threefry key and a non-negative integer ``data`` (< 2³²), as fused
+    arithmetic (any other key implementation goes to ``jax.random.fold_in``)."""
+    raw = jax.random.key_data(key)
+    if raw.shape[-1:] != (2,):  # not a Threefry key
+        return jax.random.fold_in(key, data)
+    # converted as jax.random.fold_in converts it
+    low = jnp.asarray(data, jnp.uint32) if isinstance(data, int) else jnp.asarray(data).astype(jnp.uint32)
+    y0, y1 = threefry2x32(raw[..., 0], raw[..., 1], jnp.zeros_like(low), low)
+    return jax.random.wrap_key_data(jnp.stack([y0, y1], axis=-1), impl=jax.random.key_impl(key))

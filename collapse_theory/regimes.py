@@ -32,6 +32,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .keys import GATE, REAL, SAMPLE, SUBSAMPLE
 
@@ -106,6 +107,10 @@ class Replace(_NoBuffer):
     def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
         return draw_stats(key_for(SAMPLE), sizes.m), pool
 
+    def max_exact_draw(self, sizes) -> int:
+        """The largest ``sample_stats`` draw of a run with per-generation sizes ``sizes`` (exact path)."""
+        return int(np.max(sizes))
+
 
 @dataclasses.dataclass(frozen=True)
 class ReplaceGrown:
@@ -124,6 +129,10 @@ class ReplaceGrown:
 
     def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
         return draw_stats(key_for(SAMPLE), sizes.pool), pool
+
+    def max_exact_draw(self, sizes) -> int:
+        """The whole pool at the last generation, :math:`\\sum_t M_t`."""
+        return int(np.sum(sizes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +161,9 @@ class Accumulate:
     def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
         pool = model.combine_stats(pool, draw_stats(key_for(SAMPLE), sizes.m))
         return pool, pool
+
+    def max_exact_draw(self, sizes) -> int:
+        return int(np.max(sizes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +226,9 @@ class FreshFraction(_NoBuffer):
         n_real, n_synth = self._counts(sizes)
         stats = model.combine_stats(draw_real_stats(key_for(REAL), n_real), draw_stats(key_for(SAMPLE), n_synth))
         return stats, pool
+
+    def max_exact_draw(self, sizes) -> int:
+        return int(np.max(sizes))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,8 @@ the Monte-Carlo SE of bounded statistics, and a power check rejecting a wrong fo
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,6 +151,31 @@ def test_replace_grown_uses_the_tree_fallback_and_matches_theory():
     assert_close_to_theory(res.mean("heterozygosity")[-1], res.se("heterozygosity")[-1], theory, label="grown")
     assert_rejects(res.mean("heterozygosity")[-1], res.se("heterozygosity")[-1],
                    th.expected_heterozygosity(4, M, h0), label="grown vs constant-M replace")
+
+
+def test_engine_drops_the_tree_fallback_only_when_no_draw_needs_it():
+    """``simulate`` specialises a capped Categorical to the regime's largest exact draw: without the binomial-tree
+    fallback when every draw fits ``max_samples`` (Replace, FreshFraction), with it when the pool is drawn
+    (ReplaceGrown). The capped sampler gives the same counts either way; a user's ``tree_fallback=False`` that a
+    run would overflow raises instead of silently truncating draws."""
+    from collapse_theory import FreshFraction
+
+    model = Categorical(K, max_samples=M)
+    sizes = np.full(4, M)
+    assert model.specialise(Replace().max_exact_draw(sizes)).tree_fallback is False
+    assert model.specialise(FreshFraction(0.5).max_exact_draw(sizes)).tree_fallback is False
+    assert model.specialise(ReplaceGrown().max_exact_draw(sizes)) is model  # draws 4M > max_samples
+    assert Categorical(K).specialise(M) == Categorical(K)  # the tree sampler has no fallback to drop
+    lean = dataclasses.replace(model, tree_fallback=False)
+    keys = jax.random.split(jax.random.key(4), 256)
+    q = model.params(P0)
+    for n in (1, M // 2, M):
+        full = jax.vmap(lambda k, n=n: model.sample_stats(k, q, n).counts)(keys)
+        np.testing.assert_array_equal(jax.vmap(lambda k, n=n: lean.sample_stats(k, q, n).counts)(keys), full)
+    with pytest.raises(ValueError, match="tree_fallback=False"):
+        simulate(0, lean, ReplaceGrown(), num_chains=4, num_generations=3, num_samples=M, truth=q, path="exact")
+    with pytest.raises(ValueError, match="tree_fallback"):
+        Categorical(K, tree_fallback=1)
 
 
 def test_collapse_time_from_the_fraction_collapsed():

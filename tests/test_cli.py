@@ -66,6 +66,21 @@ def test_check_json_records(tmp_path, capsys):
     assert "passed" in capsys.readouterr().out
 
 
+def test_check_rows_do_not_depend_on_jobs(tmp_path):
+    """``check --jobs 2`` runs each family in a spawned worker process; the rows must equal the serial run's, in
+    the same order (catches a worker with other JAX settings, e.g. x64 off, or rows merged out of order)."""
+    picked = ["--name", "gaussian-replace-grown", "--name", "categorical-zero-count"]
+    serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
+    assert main(["check", "--quick", *picked, "--jobs", "1", "--json", str(serial)]) == 0
+    assert main(["check", "--quick", *picked, "--jobs", "2", "--json", str(parallel)]) == 0
+    rows_serial, rows_parallel = json.loads(serial.read_text()), json.loads(parallel.read_text())
+    assert [r["name"] for r in rows_serial] == ["gaussian-replace-grown"] * 2 + ["categorical-zero-count"]
+    for a, b in zip(rows_serial, rows_parallel, strict=True):
+        assert {k: a[k] for k in ("name", "quantity", "theory", "simulation", "se", "z")} == \
+            {k: b[k] for k in ("name", "quantity", "theory", "simulation", "se", "z")}
+    assert main(["check", "--quick", *picked, "--jobs", "0"]) == 2
+
+
 def test_check_fails_with_nonzero_exit_when_z_is_impossible(capsys):
     assert main(["check", "--quick", "--name", "gaussian-replace-grown", "--z", "0"]) == 1
 

@@ -1,7 +1,11 @@
-"""Exact samplers behind the engine: the batched Marsaglia–Tsang log-gamma draw and Floyd's subset draw.
+"""Exact samplers behind the engine: the fused Threefry hash and key derivation, the batched Marsaglia–Tsang
+log-gamma draw and Floyd's subset draw.
 
-Bugs caught: a wrong acceptance test or boost in ``log_gamma`` (its law would not be Gamma(a)); a Floyd step that
-keeps a duplicate or favours some subsets (subset frequencies would not be uniform).
+Bugs caught: a fused Threefry or ``fold_in`` that differs from JAX's by one bit (every chain's stream would change
+with the code path that derived its key, breaking chunking/sharding/merge reproducibility); uniforms that reach 0 or
+1 or are not uniform (float32 and float64 bit layouts); a normal and a gamma drawn from overlapping words (they
+would be dependent); a wrong acceptance test or boost in ``log_gamma`` (its law would not be Gamma(a)); a Floyd step
+that keeps a duplicate or favours some subsets (subset frequencies would not be uniform).
 """
 
 import collections
@@ -12,7 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from collapse_theory._random import log_gamma
+from collapse_theory import keys
+from collapse_theory._random import log_gamma, normal_and_log_gamma, unit_uniforms
 from collapse_theory.regimes import _floyd_subset
 
 
@@ -32,3 +37,50 @@ def test_floyd_subsets_are_distinct_and_uniform():
     counts = collections.Counter(map(tuple, idx))
     assert len(counts) == 120  # C(10, 3)
     assert stats.chisquare(list(counts.values())).pvalue > 1e-3
+
+
+def test_fused_threefry_is_bit_identical_to_jax():
+    from jax.extend.random import threefry_2x32
+
+    raw = jax.random.key_data(jax.random.key(2024))
+    count = jax.random.bits(jax.random.key(5), (64,), jnp.uint32)
+    y0, y1 = keys.threefry2x32(raw[0], raw[1], count[:32], count[32:])
+    np.testing.assert_array_equal(np.concatenate([y0, y1]), threefry_2x32(raw, count))
+
+
+@pytest.mark.parametrize("data", [0, 1, 6, 12_345, 2**31 - 1, 2**32 - 1])
+def test_fused_fold_in_is_bit_identical_to_jax(data):
+    key = jax.random.key(77)
+    np.testing.assert_array_equal(jax.random.key_data(keys.fold_in(key, data)),
+                                  jax.random.key_data(jax.random.fold_in(key, data)))
+
+
+def test_fused_fold_in_under_vmap_and_jit_with_traced_data():
+    chain_keys = jax.random.split(jax.random.key(1), 257)
+    ts = jnp.arange(257) * 3 + 1  # int64 under x64, converted to uint32 as jax.random.fold_in does
+    ours = jax.jit(jax.vmap(keys.fold_in))(chain_keys, ts)
+    np.testing.assert_array_equal(jax.random.key_data(ours),
+                                  jax.random.key_data(jax.vmap(jax.random.fold_in)(chain_keys, ts)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_unit_uniforms_are_uniform_on_the_open_interval(dtype):
+    u = np.asarray(jax.vmap(lambda k: unit_uniforms(k, 5, dtype))(jax.random.split(jax.random.key(8), 40_000)))
+    assert u.dtype == dtype and u.min() > 0 and u.max() < 1
+    assert stats.kstest(u.ravel(), "uniform").pvalue > 1e-3
+    # the five values of one call are independent: neighbouring columns are uncorrelated (4 sd of 1/sqrt(n))
+    assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 4 / np.sqrt(len(u))
+    # power: the same KS test rejects u**1.02
+    assert stats.kstest(u.ravel() ** 1.02, "uniform").pvalue < 1e-3
+
+
+def test_normal_and_log_gamma_are_independent_with_the_right_laws():
+    a = 4.5
+    z, lg = jax.vmap(lambda k: normal_and_log_gamma(k, a))(jax.random.split(jax.random.key(9), 100_000))
+    z, g = np.asarray(z), np.exp(np.asarray(lg))
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert stats.kstest(g, stats.gamma(a).cdf).pvalue > 1e-3
+    # independence: Z has the same law whichever half of G's distribution it comes with
+    high = g > np.median(g)
+    assert stats.ks_2samp(z[high], z[~high]).pvalue > 1e-3
+    assert stats.ks_2samp(np.abs(z[high]), np.abs(z[~high])).pvalue > 1e-3

@@ -37,6 +37,9 @@ Exact path (families with sufficient statistics), in addition:
   union of two samples (accumulation is a running combination).
 * ``fit_from_stats(stats, params) -> params``: the same estimator as ``fit``; ``params`` is the current model
   (closed-form fits use it only to pass per-chain constants through).
+* optional ``specialise(max_draw) -> model``: an equivalent model for runs whose ``sample_stats`` calls never draw
+  more than ``max_draw`` (a static int the engine gets from ``regime.max_exact_draw(sizes)``), e.g. one that need
+  not compile a fallback sampler for larger draws. It must give the same results.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import ndtr
 
-from .._random import log_gamma
+from .._random import log_gamma, normal_and_log_gamma
 
 
 class GaussianParams(NamedTuple):
@@ -194,20 +194,20 @@ class Gaussian:
     def sample_stats(self, key: jax.Array, params: GaussianParams, n: jax.Array) -> GaussianStats:
         """Exact sufficient statistics of ``n`` draws (``n`` may be traced), by (z̄, Bartlett)."""
         d, dtype = self.dim, params.mean.dtype
-        k_mean, k_diag, k_off = jax.random.split(key, 3)
         n = jnp.asarray(n, dtype)
-        z = jax.random.normal(k_mean, (d,), dtype)
-        scale = jnp.exp(params.log_scale)
-        mean = params.mean + scale * (params.factor @ z) / jnp.sqrt(jnp.maximum(n, 1.0))
         dof = n - 1 - jnp.arange(d, dtype=dtype)  # chi-square degrees of freedom of the Bartlett diagonal
         shapes = jnp.maximum(dof, 1.0) / 2
-        if d == 1:
-            log_chi2 = jnp.log(2.0) + log_gamma(k_diag, shapes[0])[None]
-        else:
-            log_chi2 = jnp.log(2.0) + jax.vmap(log_gamma)(jax.random.split(k_diag, d), shapes)
+        scale = jnp.exp(params.log_scale)
+        if d == 1:  # one Threefry call gives the whole step's randomness (the exact path's hot loop)
+            z, log_g = normal_and_log_gamma(key, shapes[0])
+            mean = params.mean + scale * params.factor[0, 0] * z / jnp.sqrt(jnp.maximum(n, 1.0))
+            half_log_diag = jnp.where(dof[0] > 0, 0.5 * (jnp.log(2.0) + log_g), -jnp.inf)
+            return GaussianStats(n, mean, jnp.ones((1, 1), dtype), params.log_scale + half_log_diag)
+        k_mean, k_diag, k_off = jax.random.split(key, 3)
+        z = jax.random.normal(k_mean, (d,), dtype)
+        mean = params.mean + scale * (params.factor @ z) / jnp.sqrt(jnp.maximum(n, 1.0))
+        log_chi2 = jnp.log(2.0) + jax.vmap(log_gamma)(jax.random.split(k_diag, d), shapes)
         half_log_diag = jnp.where(dof > 0, 0.5 * log_chi2, -jnp.inf)
-        if d == 1:
-            return GaussianStats(n, mean, jnp.ones((1, 1), dtype), params.log_scale + half_log_diag[0])
         columns_alive = jnp.arange(d) < n - 1
         below = jnp.tril(jax.random.normal(k_off, (d, d), dtype), -1) * columns_alive[None, :]
         bartlett = below + jnp.diag(jnp.exp(half_log_diag))
