@@ -169,8 +169,41 @@ def _summarise(values: jax.Array, quantiles: tuple[float, ...], zero=None) -> di
         sd = jnp.zeros_like(mean)
     out = {"mean": mean, "sd": sd}
     if quantiles:
-        out["quantiles"] = jnp.quantile(values, jnp.asarray(quantiles, values.dtype))
+        out["quantiles"] = quantiles_linear(values, quantiles, zero)
     return out
+
+
+def _sorted_floats(values: jax.Array) -> jax.Array:
+    """``values`` (1-D, no NaN) in ascending order, sorted as order-preserving integer keys.
+
+    A float's bits read as a signed integer order the non-negative floats correctly; flipping every bit but the
+    sign of the negative ones orders those too (−0.0 sorts just below +0.0). XLA:CPU sorts integers with a plain
+    comparison but floats through JAX's NaN-aware total-order comparator: 4× slower for 10⁴ values.
+    """
+    itype = jnp.int32 if values.dtype.itemsize == 4 else jnp.int64
+    flip = jnp.asarray(jnp.iinfo(itype).max, itype)
+    bits = jax.lax.bitcast_convert_type(values, itype)
+    keys = jnp.sort(jnp.where(bits < 0, bits ^ flip, bits))
+    return jax.lax.bitcast_convert_type(jnp.where(keys < 0, keys ^ flip, keys), values.dtype)
+
+
+def quantiles_linear(values: jax.Array, levels, zero=None) -> jax.Array:
+    """``jnp.quantile(values, levels)`` (method "linear": NaN if any value is NaN) over a 1-D array, with the sort
+    done on integer keys (:func:`_sorted_floats`). ``zero`` as in :func:`_summarise` keeps the interpolation's
+    products out of fused multiply-adds."""
+    n = values.shape[0]
+    dtype = values.dtype
+    zero = jnp.zeros((), dtype) if zero is None else zero.astype(dtype)
+    has_nan = jnp.any(jnp.isnan(values))
+    ordered = _sorted_floats(jnp.where(has_nan, jnp.zeros((), dtype), values))
+    q = jnp.asarray(levels, dtype) * jnp.asarray(n - 1, dtype)
+    low, high = jnp.floor(q), jnp.ceil(q)
+    high_weight = q - low
+    low_weight = 1.0 - high_weight
+    low = jnp.clip(low, 0, n - 1).astype(jnp.int32)
+    high = jnp.clip(high, 0, n - 1).astype(jnp.int32)
+    result = (ordered[low] * low_weight + zero) + (ordered[high] * high_weight + zero)
+    return jnp.where(has_nan, jnp.asarray(jnp.nan, dtype), result)
 
 
 def _select_params(t, truth, params):

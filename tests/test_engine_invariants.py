@@ -318,3 +318,33 @@ def test_chain_batch_bad_values_raise():
         simulate(0, model, num_chains=4, num_generations=2, num_samples=5, chain_batch=0)
     with pytest.raises(ValueError, match="chain_batch=2 cannot be combined with devices"):
         simulate(0, model, num_chains=4, num_generations=2, num_samples=5, chain_batch=2, devices=1)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_summary_quantiles_equal_jnp_quantile(dtype):
+    """The engine's quantiles sort floats as order-preserving integer keys (4× faster than XLA:CPU's float sort);
+    they must equal ``jnp.quantile`` (method "linear") up to the rounding of the interpolation, for negative
+    values of every magnitude, ±0, ties, ±inf and NaN (catches a key that misorders negative floats, which would
+    put the 5 % quantile at the wrong end, or a NaN silently dropped)."""
+    from collapse_theory.simulate import quantiles_linear
+
+    levels = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+    rng = np.random.default_rng(3)
+    cases = []
+    for n in (1, 2, 7, 1000):
+        v = rng.standard_normal(n) * 10.0 ** rng.integers(-20, 20, n)
+        cases.append(v)
+        w = v.copy()
+        w[::3], w[1::4] = 0.0, -0.0
+        cases.append(w)
+    ties = np.repeat(rng.standard_normal(5), 40)
+    ties[:2] = (np.inf, -np.inf)
+    cases += [ties, np.array([1.0, np.nan, -2.0])]
+    fn = jax.jit(lambda a: quantiles_linear(a, levels))
+    for v in cases:
+        a = jnp.asarray(v, dtype)
+        ours = np.asarray(fn(a))
+        ref = np.asarray(jnp.quantile(a, jnp.asarray(levels, dtype)))
+        np.testing.assert_allclose(ours, ref, rtol=4 * np.finfo(dtype).eps, atol=0, equal_nan=True)
+        finite = np.isfinite(ref)
+        assert np.array_equal(np.isnan(ours), np.isnan(ref)) and np.all(np.diff(ours[finite]) >= 0)
