@@ -454,6 +454,9 @@ def simulate(
             chain_batch = None  # one batch: the plain vmap
     schedule = as_schedule(num_samples)
     sizes = schedule.sizes(num_generations)
+    if path == "exact" and not has_exact_path(model):
+        raise ValueError(f"path='exact': model {type(model).__name__} has no sufficient-statistic sampler; "
+                         "use path='sample'")
     if hasattr(model, "check_sizes"):
         model.check_sizes(sizes, path)
     min_samples = getattr(model, "min_samples", 1)
@@ -464,8 +467,6 @@ def simulate(
             f"(ddof={getattr(model, 'ddof', '?')}) needs num_samples >= {min_samples}"
         )
     if path == "exact":
-        if not has_exact_path(model):
-            raise ValueError(f"path='exact': model {type(model).__name__} has no sufficient-statistic sampler")
         if isinstance(regime, AccumulateSubsample):
             raise ValueError(
                 "regime=AccumulateSubsample has no exact path (subsets reuse pool points); use path='sample'"

@@ -436,9 +436,7 @@ class GaussianMixture:
         return self.num_components
 
     def check_sizes(self, sizes, path) -> None:
-        """Reject sample sizes below K (a component would have no data) and the exact path (no statistics)."""
-        if path == "exact":
-            raise ValueError("path='exact': GaussianMixture has no sufficient statistics; use path='sample'")
+        """Reject sample sizes below K (a component would have no data)."""
         sizes = np.asarray(sizes)
         if sizes.min() < self.num_components:
             t_bad = int(np.argmin(sizes)) + 1

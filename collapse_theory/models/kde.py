@@ -132,10 +132,6 @@ class KernelDensity:
     def min_samples(self) -> int:
         return 1
 
-    def check_sizes(self, sizes, path) -> None:
-        if path == "exact":
-            raise ValueError("path='exact': KernelDensity has no sufficient statistics; use path='sample'")
-
     # ------------------------------------------------------------------------------------------- parameters
     def _empty(self, real: float, constants, test_key) -> KDEParams:
         dtype = jnp.zeros(()).dtype

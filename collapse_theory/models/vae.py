@@ -268,10 +268,6 @@ class VAE:
     def min_samples(self) -> int:
         return 1
 
-    def check_sizes(self, sizes, path) -> None:
-        if path == "exact":
-            raise ValueError("path='exact': VAE has no sufficient statistics; use path='sample'")
-
     def _check_rows(self, x, name="data"):
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"{name} has rows of shape {x.shape[1:]}: image_shape={self.image_shape} needs rows "
