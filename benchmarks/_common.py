@@ -22,6 +22,44 @@ from typing import Any, Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+class CompileLog:
+    """Sums JAX's compile-event durations (seconds) since the last :meth:`reset`."""
+
+    EVENTS = {
+        "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+        "/jax/core/compile/backend_compile_duration": "backend_compile_s",
+    }
+
+    def __init__(self):
+        import jax
+
+        self.reset()
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def reset(self):
+        self.totals = {v: 0.0 for v in self.EVENTS.values()}
+        self.backend_compiles = 0
+        self.run_chunk_compiles = 0
+
+    def _listen(self, event, duration, **kwargs):
+        name = self.EVENTS.get(event)
+        if name is None:
+            return
+        self.totals[name] += float(duration)
+        if name == "backend_compile_s":
+            self.backend_compiles += 1
+            if "_run_chunk" in str(kwargs.get("fun_name", "")):
+                self.run_chunk_compiles += 1
+
+    def snapshot(self) -> dict:
+        out = dict(self.totals)
+        out["compile_total_s"] = sum(self.totals.values())
+        out["backend_compiles"] = self.backend_compiles
+        out["run_chunk_compiles"] = self.run_chunk_compiles
+        return out
+
+
 def block(x):
     """Wait for every JAX array in ``x`` (no-op for NumPy and plain Python values)."""
     import jax

@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trajectories", action="store_true", help="also save every chain's metrics (G x C)")
     run.add_argument("--chunk-size", type=int, default=None, help="generations per compiled chunk")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--stop-when-absorbed", action="store_true",
+                     help="stop once every chain is absorbed (categorical: fixed on one outcome); same results")
+    run.add_argument("--compact", action="store_true",
+                     help="categorical, exact path: run on the live outcomes only (O(live) per generation)")
     scale = run.add_argument_group("scale-out (chains over devices and hosts, long runs)")
     scale.add_argument("--devices", type=int, default=None, metavar="N",
                        help="shard the chains over N devices (on CPU: N forced host devices); bit-identical results")
@@ -200,7 +204,7 @@ def _cmd_run(args) -> int:
         num_samples=schedule, path=args.path, trajectories=args.trajectories, chunk_size=args.chunk_size,
         progress=not args.no_progress, truth=truth, chain_offset=args.chain_offset, devices=args.devices,
         pad_chains=args.pad_chains, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
+        resume=args.resume, stop_when_absorbed=args.stop_when_absorbed, compact=args.compact,
     )
     res.metadata["command"] = "run"
     if args.distributed:
@@ -213,6 +217,8 @@ def _cmd_run(args) -> int:
     g = res.generations[-1]
     print(f"wrote {out} and {out.with_suffix('.json')}  ({res.num_chains} chains x {g} generations, "
           f"x64={res.metadata['x64']}, {res.metadata['wall_time_s']:.1f} s)")
+    if "absorbed_at_generation" in res.metadata:
+        print(f"  every chain absorbed by generation {res.metadata['absorbed_at_generation']} (later rows filled)")
     names = [n for n in ("log_variance", "log_trace_ratio", "sq_mean_error", "w2_squared", "heterozygosity", "entropy",
                          "surviving", "lost_mass", "tail_mass") if n in res.summary]
     for n in names:

@@ -101,6 +101,8 @@ def atomic_write_text(path, text: str) -> None:
 
 
 def _flatten(prefix, tree, out):
+    if tree is None:  # an absent optional field (a pytree node without leaves)
+        return
     if isinstance(tree, dict):
         for k, v in tree.items():
             _flatten(f"{prefix}/{k}" if prefix else str(k), v, out)

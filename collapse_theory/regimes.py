@@ -22,6 +22,11 @@ Each regime implements both paths of the engine:
   ``(data, weights, buffer)`` where ``weights`` are frequency weights (0 = absent), so shapes never grow;
 * **exact**: ``assemble_stats(...)`` returns ``(stats, pool)`` for models with sufficient statistics;
   accumulation is a running :meth:`combine_stats`, O(1) memory per chain.
+
+``closed`` (a class attribute) is true when every training set after generation 1 is built from the model's own
+samples only (and, accumulating, from earlier training sets): then a state the model can never leave by refitting
+its own samples is absorbing for the whole chain (``simulate(stop_when_absorbed=True)``), and outcomes the model
+has lost never return (``simulate(compact=True)``).
 """
 
 from __future__ import annotations
@@ -99,6 +104,8 @@ class _NoBuffer:
 class Replace(_NoBuffer):
     """Generation t trains only on the :math:`M_t` samples of model t-1."""
 
+    closed = True
+
     def assemble(self, key_for, t, sizes: Sizes, layout, draw, draw_real, buffer):
         m_max = layout.m_max
         data = draw(key_for(SAMPLE), m_max)
@@ -115,6 +122,8 @@ class Replace(_NoBuffer):
 @dataclasses.dataclass(frozen=True)
 class ReplaceGrown:
     """All-synthetic training set as large as the accumulated pool, :math:`\\sum_{k\\le t} M_k` draws."""
+
+    closed = True
 
     def buffer_rows(self, layout) -> int:
         return 0
@@ -138,6 +147,8 @@ class ReplaceGrown:
 @dataclasses.dataclass(frozen=True)
 class Accumulate:
     """Train on the real data plus every synthetic batch so far (pooled fit)."""
+
+    closed = True
 
     def buffer_rows(self, layout) -> int:
         return layout.m_max * layout.total_generations
@@ -205,6 +216,7 @@ class FreshFraction(_NoBuffer):
     :math:`M_t - \mathrm{round}(\gamma M_t)` draws from model t-1 (THEORY.md §2.4 assumes γM integer)."""
 
     gamma: float
+    closed = False
 
     def __post_init__(self):
         if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and 0 < self.gamma <= 1):
@@ -273,6 +285,7 @@ class Gate:
     inner: object
     predicate: Callable
     retries: int = 0
+    closed = False  # a gate may reject every sample of an absorbed model
 
     def __post_init__(self):
         if not (hasattr(self.inner, "assemble") and hasattr(self.inner, "buffer_rows")):

@@ -19,6 +19,12 @@ is O(generations) whatever the number of chains; per-chain trajectories (generat
 Means and sds use a fixed-order pairwise sum (:func:`pairwise_sum`), so they are a function of the chain values
 alone, whatever the chunking, the device count or a later merge (:mod:`collapse_theory.merge`).
 
+Absorbing chains: ``stop_when_absorbed=True`` runs chunks of growing length (one compiled program serves every
+length) and stops once every chain sits in a state it can never leave (a categorical chain fixed on one outcome
+under a regime without fresh data), filling the remaining rows with their values; ``compact=True`` moves the
+chains of a model with a compacted form to a smaller static support between chunks, so a generation costs
+O(live outcomes) instead of O(K) (same law, different random numbers).
+
 Scale-out: ``devices=`` shards the chain axis over a 1-D mesh (:mod:`collapse_theory.distributed`, GSPMD);
 ``chain_offset=`` runs a disjoint range of global chain ids (independent jobs, combined by
 :func:`collapse_theory.merge.merge_results`); ``checkpoint=`` / ``resume=`` continue a killed run bit for bit
@@ -72,6 +78,9 @@ class _Plan:
     reference_is_truth: bool
     keep: int | None = None  # summarise only the first `keep` chains (padded sharded runs)
     chain_batch: int | None = None  # chains advanced together (vmap) per lax.map step; None: all of them
+    after_first: bool = False  # chunks start at t >= 2: the truth never stands in for the params (compacted models)
+    stop_when_absorbed: bool = False  # report whether every chain is absorbed after each chunk
+    compact: bool = False  # report the largest live support after each chunk
 
 
 @dataclasses.dataclass
@@ -212,6 +221,7 @@ def _select_params(t, truth, params):
 
 def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real_data, reference):
     model, regime = plan.model, plan.regime
+    select = (lambda t, truth, params: params) if plan.after_first else _select_params
     generation_key = keys.fold_in(chain_key, t)
 
     def key_for(purpose):  # == derive_key(root, c, t, purpose); fold_in(root, c) is hoisted out of the scan
@@ -227,7 +237,7 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
     if plan.path == "exact":
 
         def draw_stats(key, n):
-            return model.sample_stats(key, _select_params(t, truth, state.params), n)
+            return model.sample_stats(key, select(t, truth, state.params), n)
 
         def draw_real_stats(key, n):
             return model.sample_stats(key, truth, n)
@@ -242,7 +252,7 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
         else:
 
             def draw(key, n):
-                return model.sample(key, _select_params(t, truth, state.params), n)
+                return model.sample(key, select(t, truth, state.params), n)
 
         data, weights, buffer = regime.assemble(key_for, t, size, plan.layout, draw, draw_real, state.buffer)
         params = model.fit(key_for(FIT), data, weights, state.params)
@@ -252,8 +262,8 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
     return ChainState(params, buffer), values
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "length"))
-def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, real_data, reference, chains):
+def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, reference, chains):
+    """``body(carry, t) -> (carry, outputs)``: one generation of every chain and its per-generation summaries."""
     step = functools.partial(_chain_step, plan)
     chain_keys = jax.vmap(lambda c: jax.random.fold_in(root, c))(chains)
     truth, truth_axis = _chain_truths(plan, root, truth, chains)
@@ -277,7 +287,51 @@ def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, rea
             out["trajectories"] = values
         return carry, out
 
+    return body
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "length"))
+def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, real_data, reference, chains):
+    body = _generation_body(plan, root, t_start, sizes, truth, real_data, reference, chains)
     return jax.lax.scan(body, state, t_start + jnp.arange(length))
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "capacity"))
+def _run_chunk_dynamic(plan: _Plan, capacity: int, root, state, t_start, length, sizes, truth, real_data,
+                       reference, chains):
+    """``length`` (traced, 1 <= length <= capacity) generations from ``t_start``: one compiled program serves every
+    chunk length. Outputs fill the first ``length`` rows of ``capacity``-row arrays; also returns the chains'
+    status (:func:`_chain_status`) for the host's decisions between chunks."""
+    body = _generation_body(plan, root, t_start, sizes, truth, real_data, reference, chains)
+    _, example = jax.eval_shape(body, state, t_start)
+    rows = jax.tree.map(lambda leaf: jnp.zeros((capacity,) + leaf.shape, leaf.dtype), example)
+
+    def loop(i, carry):
+        state, rows = carry
+        state, out = body(state, t_start + i)
+        rows = jax.tree.map(lambda r, o: jax.lax.dynamic_update_index_in_dim(r, o, i, 0), rows, out)
+        return state, rows
+
+    state, rows = jax.lax.fori_loop(0, length, loop, (state, rows))
+    return state, rows, _chain_status(plan, state.params)
+
+
+def _chain_status(plan: _Plan, params) -> dict:
+    """Whether every chain is absorbed (``model.absorbed``) and the largest live support (``model.support_size``)
+    over chains, as the plan asks."""
+    status = {}
+    if plan.stop_when_absorbed:
+        status["absorbed"] = jnp.all(jax.vmap(plan.model.absorbed)(params))
+    if plan.compact:
+        status["support"] = jnp.max(jax.vmap(plan.model.support_size)(params))
+    return status
+
+
+@functools.partial(jax.jit, static_argnames=("source", "target"))
+def _pack_state(source, target, state: ChainState) -> ChainState:
+    """Every chain's parameters and pooled statistics moved from model ``source`` to model ``target``."""
+    params, pool = jax.vmap(lambda p, b: target.pack(source, p, b))(state.params, state.buffer)
+    return ChainState(params, pool)
 
 
 def _map_chains(step, batch_size: int, in_axes, args):
@@ -301,17 +355,24 @@ FAST_COMPILE = {"xla_backend_optimization_level": "1"}
 measured run time is unchanged for linear-algebra-bound programs and up to ~30 % slower for RNG-bound ones."""
 
 
-def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options):
-    """``_run_chunk`` through jit's own cache, or ahead-of-time compiled with ``compiler_options`` (cached here by
-    plan, length, argument shapes and options)."""
+def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic_length=None):
+    """``_run_chunk`` (or ``_run_chunk_dynamic`` with capacity ``length`` when ``dynamic_length`` is given) through
+    jit's own cache, or ahead-of-time compiled with ``compiler_options`` (cached here by plan, length, argument
+    shapes and options)."""
+    if dynamic_length is not None:
+        fn = _run_chunk_dynamic
+        root, state, t_start, *rest = args
+        args = (root, state, t_start, jnp.int32(dynamic_length), *rest)
+    else:
+        fn = _run_chunk
     if not compiler_options:
-        return _run_chunk(plan, length, *args)
+        return fn(plan, length, *args)
     leaves, treedef = jax.tree.flatten(args)
-    signature = (plan, length, treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves),
+    signature = (fn.__name__, plan, length, treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves),
                  tuple(sorted(compiler_options.items())))
     compiled = _COMPILED.get(signature)
     if compiled is None:
-        compiled = _run_chunk.lower(plan, length, *args).compile(compiler_options=dict(compiler_options))
+        compiled = fn.lower(plan, length, *args).compile(compiler_options=dict(compiler_options))
         _COMPILED[signature] = compiled
     return compiled(*args)
 
@@ -344,6 +405,58 @@ def _init_state(plan: _Plan, root, truth, real_data, chains) -> ChainState:
             pool = (data, jnp.zeros((rows,), jnp.zeros(()).dtype))
     buffer = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (plan.num_chains,) + jnp.shape(leaf)), pool)
     return ChainState(params, buffer)
+
+
+_ADAPTIVE_CAPACITY = 4096
+"""Default longest chunk (generations) of runs with ``stop_when_absorbed`` or ``compact``."""
+_COMPACT_SHRINK = 8
+_COMPACT_WORTH = 1e8
+"""``compact`` moves to a smaller support (a power of two >= the live outcomes) once it is an eighth of the current
+one or less, or, when it is at most half, once the slots it saves times the generations left (at most: the run's
+bound) times the chains exceed ``_COMPACT_WORTH``. A slot of one chain-generation costs ~0.3-0.5 µs on a 2-core
+CPU and a compile 3-5 s; the bound overestimates the generations left of a run that stops early."""
+
+
+def _slots(model) -> int:
+    """The static support size of a model with compaction hooks."""
+    return int(model.slots)
+
+
+def _full_params(model, params):
+    """Parameters in the model's full form (``model.expand`` of a compacted model), leading axis = chains."""
+    if getattr(model, "support", None) is None:
+        return params
+    return jax.vmap(model.expand)(params)
+
+
+def _check_absorbing(model, regime, path, stop_when_absorbed, compact, devices, checkpoint) -> None:
+    """Refuse ``stop_when_absorbed`` / ``compact`` where a model or regime cannot support them."""
+    name = type(model).__name__
+    closed = bool(getattr(regime, "closed", False))
+    if stop_when_absorbed:
+        if not hasattr(model, "absorbed"):
+            raise ValueError(f"stop_when_absorbed=True: model {name} has no absorbing states (no absorbed hook)")
+        if not closed:
+            raise ValueError(
+                f"stop_when_absorbed=True needs a regime whose data after generation 1 come only from the model "
+                f"(Replace, ReplaceGrown, Accumulate, AccumulateSubsample); regime={type(regime).__name__} "
+                "brings in fresh data, so no state is absorbing")
+    if compact:
+        if path != "exact":
+            raise ValueError(f"compact=True works on the exact path: got path={path!r}")
+        if not hasattr(model, "compacted"):
+            raise ValueError(f"compact=True: model {name} has no compacted representation (no compacted hook)")
+        if hasattr(model, "check_compact"):
+            model.check_compact()
+        if not closed:
+            raise ValueError(
+                f"compact=True needs a regime whose data after generation 1 come only from the model (Replace, "
+                f"ReplaceGrown, Accumulate); regime={type(regime).__name__} brings in fresh data, which revives "
+                "lost outcomes")
+        if devices is not None:
+            raise ValueError(f"compact=True runs on one device: got devices={devices!r}")
+        if checkpoint is not None:
+            raise ValueError("compact=True cannot be combined with checkpoint=: the chains' state changes shape")
 
 
 def _positive_int(name, value, minimum=1):
@@ -387,6 +500,8 @@ def simulate(
     resume: bool = False,
     snapshots=(),
     chain_batch: int | None = None,
+    stop_when_absorbed: bool = False,
+    compact: bool = False,
 ) -> SimulationResult:
     r"""Run ``num_chains`` independent recursive-training chains for ``num_generations`` fits.
 
@@ -428,6 +543,22 @@ def simulate(
         vmapped loop runs until the slowest chain of its batch converges. Results agree with the default in
         distribution and to round-off (same keys; XLA may compile batched arithmetic differently). Not with
         ``devices``.
+      stop_when_absorbed: stop simulating once every chain is **absorbed** (``model.absorbed``: a state the
+        regime's steps can never leave, e.g. a categorical chain fixed on one outcome under a regime that brings
+        in no fresh data) and fill the remaining generations with their last values, which is what the full run
+        computes (the chains no longer change and absorbed metrics are deterministic). Chunks grow geometrically
+        (1, 1, 2, 4, … generations, at most ``chunk_size``, default ``min(G, 4096)``) and the check runs between
+        chunks, so a run stops within a chunk of the last absorption. The metadata record
+        ``absorbed_at_generation``.
+      compact: exact path, models with a ``compacted`` hook (:class:`~collapse_theory.models.Categorical` without
+        smoothing): between chunks, move every chain to a smaller static **support** (a power of two) once the
+        largest number of live outcomes over chains fits in an eighth of the current one (in half, when enough
+        generations are left to repay another compile; the replace chain keeps at most
+        min(K, M) outcomes after its first fit and loses most of them within a few generations), so a
+        generation costs O(live support) instead of O(K). Same law as the plain run, different random numbers
+        (the sampler runs on the smaller support). Regimes that bring in fresh data are refused (they revive lost
+        outcomes), as are ``devices`` and ``checkpoint``. ``final_params`` and snapshots are returned in the
+        model's full form; the metadata record the support sizes used (``support_schedule``).
 
     Returns:
       A :class:`SimulationResult`.
@@ -452,6 +583,10 @@ def simulate(
                              "splits the vmapped chain axis; use chain_batch=None")
         if chain_batch >= num_chains:
             chain_batch = None  # one batch: the plain vmap
+    for name, flag in (("stop_when_absorbed", stop_when_absorbed), ("compact", compact)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name}={flag!r} is out of range: need True or False")
+    _check_absorbing(model, regime, path, stop_when_absorbed, compact, devices, checkpoint)
     schedule = as_schedule(num_samples)
     sizes = schedule.sizes(num_generations)
     if path == "exact" and not has_exact_path(model):
@@ -515,6 +650,8 @@ def simulate(
         chain_truth=hasattr(model, "chain_truth") and truth is not None,
         reference_is_truth=reference_is_truth,
         chain_batch=chain_batch,
+        stop_when_absorbed=bool(stop_when_absorbed),
+        compact=bool(compact),
     )
     if path == "sample":
         rows_per_chain = regime.buffer_rows(layout)
@@ -557,6 +694,8 @@ def simulate(
         "chain_offset": chain_offset,
         "compiler_options": dict(compiler_options or {}),
         "chain_batch": chain_batch,
+        "stop_when_absorbed": bool(stop_when_absorbed),
+        "compact": bool(compact),
         "generation_index": "t = number of fits; t = 1 is the fit on real data",
         "real_source": "dataset" if real_data is not None else "truth",
         "per_chain_truth": plan.chain_truth,
@@ -566,9 +705,12 @@ def simulate(
         config["devices"] = int(mesh.size)
         config["pad_chains"] = total_chains - num_chains
 
+    adaptive = bool(stop_when_absorbed or compact)
     if chunk_size is None:
         chunked = progress or checkpoint is not None
         chunk_size = max(1, math.ceil(num_generations / 20)) if chunked else num_generations
+        if adaptive:
+            chunk_size = min(num_generations, _ADAPTIVE_CAPACITY)
     chunk_size = _positive_int("chunk_size", chunk_size)
     if checkpoint_every is None or not checkpoint_every >= 0:
         raise ValueError(f"checkpoint_every={checkpoint_every!r} is out of range: need seconds >= 0")
@@ -603,19 +745,55 @@ def simulate(
         raise ValueError(f"snapshots={snapshots} are out of range: need 1 <= t <= num_generations={num_generations}")
     starts = list(range(t_done + 1, num_generations + 1, chunk_size))
     starts = sorted(set(starts) | {t + 1 for t in snapshots if t_done < t < num_generations})
+
+    def next_length(t):  # generations of the chunk after generation t
+        if not adaptive:
+            return min([s for s in starts if s > t + 1] + [num_generations + 1]) - (t + 1)
+        stop = min([s for s in snapshots if s > t] + [num_generations])
+        return min(chunk_size, max(1, t), stop - t)
+
     kept: dict = {}
-    bar = _Progress(num_generations, t_done, num_chains, progress and len(starts) > 1)
+    bar = _Progress(num_generations, t_done, num_chains, progress and (adaptive or len(starts) > 1))
     committed = (state, len(outputs), t_done)  # one assignment: consistent whenever an interrupt arrives
     last_save = time.monotonic()
+    run_plan = plan
+    support_schedule = [[1, _slots(plan.model)]] if compact else None
+    absorbed_at = None
     try:
-        for i, t_start in enumerate(starts):
-            length = (starts[i + 1] if i + 1 < len(starts) else num_generations + 1) - t_start
+        while committed[2] < num_generations:
+            t_start = committed[2] + 1
+            length = next_length(committed[2])
             args = (root, committed[0], jnp.int32(t_start), table, truth_j, real_j, ref_j, chains)
-            new_state, out = _call_chunk(plan, length, args, compiler_options)
-            outputs.append(_to_host(out))
-            committed = (new_state, len(outputs), t_start + length - 1)
-            if committed[2] in snapshots:
-                kept[committed[2]] = jax.tree.map(lambda leaf: leaf[:num_chains], _to_host(new_state.params))
+            if adaptive:
+                new_state, rows, status = _call_chunk(run_plan, chunk_size, args, compiler_options,
+                                                      dynamic_length=length)
+                out = jax.tree.map(lambda r, n=length: r[:n], _to_host(rows))
+                status = jax.device_get(status)
+            else:
+                new_state, out = _call_chunk(run_plan, length, args, compiler_options)
+                out = _to_host(out)
+            outputs.append(out)
+            t_end = t_start + length - 1
+            if adaptive and stop_when_absorbed and bool(status["absorbed"]) and t_end < num_generations:
+                # every chain sits in an absorbing state: the rest of the run repeats this generation's values
+                remaining = num_generations - t_end
+                outputs.append(jax.tree.map(lambda a, n=remaining: np.repeat(a[-1:], n, axis=0), out))
+                absorbed_at = t_end
+                length, t_end = length + remaining, num_generations
+            elif adaptive and compact and t_end < num_generations:
+                target = max(2, 1 << max(0, int(status["support"]) - 1).bit_length())
+                slots = _slots(run_plan.model)
+                saved = (slots - target) * (num_generations - t_end) * total_chains
+                if target * _COMPACT_SHRINK <= slots or (2 * target <= slots and saved >= _COMPACT_WORTH):
+                    compacted = run_plan.model.compacted(target)
+                    new_state = _pack_state(run_plan.model, compacted, new_state)
+                    run_plan = dataclasses.replace(run_plan, model=compacted, after_first=True)
+                    support_schedule.append([t_end + 1, target])
+            committed = (new_state, len(outputs), t_end)
+            for t in snapshots:
+                if t_start <= t <= t_end and (t == t_end or absorbed_at is not None):
+                    kept[t] = jax.tree.map(lambda leaf: leaf[:num_chains],
+                                           _to_host(_full_params(run_plan.model, new_state.params)))
             bar.update(length)
             if ckpt is not None and (time.monotonic() - last_save >= checkpoint_every
                                      or committed[2] == num_generations):
@@ -636,7 +814,11 @@ def simulate(
         metadata["mesh"] = {"axis": "chains", "size": int(mesh.size)}
     if t_done:
         metadata["resumed_from_generation"] = t_done
-    final_params = _to_host(state.params)
+    if absorbed_at is not None:
+        metadata["absorbed_at_generation"] = absorbed_at
+    if compact:
+        metadata["support_schedule"] = support_schedule
+    final_params = _to_host(_full_params(run_plan.model, state.params))
     if total_chains != num_chains:
         final_params = jax.tree.map(lambda leaf: leaf[:num_chains], final_params)
     return SimulationResult(

@@ -47,6 +47,37 @@ def test_multinomial_tree_counts_are_exact_multinomial():
     assert np.all(other.sum(axis=1) == 1000)
 
 
+@pytest.mark.parametrize(
+    "n, p, wrong",
+    [
+        (13.0, 0.3, (12.0, 0.3)),  # inversion (n q < 10); wrong law: n - 1 trials
+        (1000.0, 0.004, (1000.0, 0.0045)),  # inversion with a small probability; wrong: p + 12 %
+        (100_000.0, 0.3, (100_000.0, 0.3006)),  # BTRS; wrong law: p off by 0.2 %
+        (400.0, 0.93, (399.0, 0.93)),  # p > 1/2: n minus a BTRS draw at 1 - p
+        (60.0, 0.5, (60.0, 0.53)),  # BTRS at its smallest n q
+    ],
+)
+def test_binomial_draws_follow_the_binomial_law(n, p, wrong):
+    """Kolmogorov distance between 20000 draws of :func:`binomial` and the exact Binomial CDF (scipy) below the 1 %
+    critical value 1.63/sqrt(N) (conservative for a discrete law); the same draws must reject a wrong law."""
+    from scipy import stats
+
+    from collapse_theory.models.categorical import binomial
+
+    draws = 20_000
+    x = np.asarray(jax.jit(binomial)(jax.random.key(7), jnp.full((draws,), n), jnp.full((draws,), p)))
+    assert np.all(x == np.round(x)) and np.all((x >= 0) & (x <= n))
+    support = np.arange(int(n) + 1)
+    empirical = np.searchsorted(np.sort(x), support, side="right") / draws
+    critical = 1.63 / np.sqrt(draws)
+    distance = np.max(np.abs(empirical - stats.binom.cdf(support, n, p)))
+    assert distance < critical, f"Binomial({n}, {p}): Kolmogorov distance {distance:.4f} >= {critical:.4f}"
+    wrong_distance = np.max(np.abs(empirical - stats.binom.cdf(support, *wrong)))
+    assert wrong_distance > critical, f"power: Binomial{wrong} not rejected ({wrong_distance:.4f})"
+    assert float(binomial(jax.random.key(0), jnp.float64(0.0), jnp.float64(0.4))) == 0.0
+    assert float(binomial(jax.random.key(0), jnp.float64(9.0), jnp.float64(1.0))) == 9.0
+
+
 @pytest.mark.parametrize("sampler", ["inverse-cdf", "spacings"])
 def test_capped_samplers_and_tree_fallback_are_exact(sampler):
     """max_samples: n <= cap uses the capped sampler (inverse CDF or sorted-uniform spacings); n > cap falls back

@@ -33,6 +33,22 @@ def test_run_writes_npz_and_json(tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
+def test_run_categorical_compact_stops_when_absorbed(tmp_path, capsys):
+    """``--compact --stop-when-absorbed``: the result file records the support schedule and the stop, and has every
+    generation's row."""
+    out = tmp_path / "c.npz"
+    code = main(["run", "--model", "categorical", "--categories", "200", "--num-chains", "32", "--num-generations",
+                 "400", "--num-samples", "8", "--out", str(out), "--x64", "--no-progress", "--compact",
+                 "--stop-when-absorbed"])
+    assert code == 0
+    assert "absorbed by generation" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "c.json").read_text())
+    assert meta["config"]["compact"] is True and meta["metadata"]["support_schedule"][0] == [1, 200]
+    res = SimulationResult.load(out)
+    assert res.mean("entropy").shape == (400,) and res.mean("fixed")[-1] == 1.0
+    assert res.final_params["probs"].shape == (32, 200) and "ids" not in res.final_params
+
+
 def test_run_requires_ddof(capsys):
     with pytest.raises(SystemExit, match="--ddof is required"):
         main(["run", "--num-chains", "4", "--num-generations", "2"])

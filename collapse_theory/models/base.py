@@ -37,6 +37,14 @@ Exact path (families with sufficient statistics), in addition:
   union of two samples (accumulation is a running combination).
 * ``fit_from_stats(stats, params) -> params``: the same estimator as ``fit``; ``params`` is the current model
   (closed-form fits use it only to pass per-chain constants through).
+* optional ``absorbed(params) -> bool``: the chain can never leave these parameters under a **closed** regime
+  (``regime.closed``: no fresh data after generation 1), and the metrics of such parameters do not depend on the
+  key; ``simulate(stop_when_absorbed=True)`` stops once every chain is absorbed.
+* optional compaction (``simulate(compact=True)``): ``slots`` (the static length of the parameter vector),
+  ``support`` (None for the full form), ``support_size(params)`` (live entries), ``compacted(size) -> model`` (the
+  same model on ``size`` slots), ``pack(source, params, pool) -> (params, pool)`` (a chain moved from model
+  ``source``), ``expand(params)`` (back to the full form) and ``check_compact()`` (raise if lost entries can
+  return, e.g. with smoothing).
 * optional ``specialise(max_draw) -> model``: an equivalent model for runs whose ``sample_stats`` calls never draw
   more than ``max_draw`` (a static int the engine gets from ``regime.max_exact_draw(sizes)``), e.g. one that need
   not compile a fallback sampler for larger draws. It must give the same results.

@@ -70,6 +70,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._random import unit_uniforms
+from ..keys import fold_in
+
 EXACT_SAMPLERS = ("auto", "tree", "inverse-cdf", "spacings")
 PROB_SUM_TOL = 1e-6
 """``Categorical.params`` accepts probabilities whose sum is within this of 1 (and renormalises them)."""
@@ -82,10 +85,14 @@ class CategoricalParams(NamedTuple):
       probs: (K,) probabilities (non-negative, summing to 1).
       tempered: () 1.0 for a fitted model (its samples use the model's temperature), 0.0 for the real
         distribution (sampled as is).
+      ids: ``None`` (``probs`` covers the K outcomes in order), or, for a model compacted to a support of L slots
+        (``Categorical(support=L)``, ``simulate(compact=True)``), (L,) int32 outcome of each slot (K marks an
+        unused slot, whose probability is 0).
     """
 
     probs: jax.Array
     tempered: jax.Array
+    ids: jax.Array | None = None
 
 
 class CategoricalStats(NamedTuple):
@@ -119,32 +126,68 @@ def _stirling_tail(k):
     return jnp.where(k <= 9, table[jnp.floor(kc).astype(jnp.int32)], approx)
 
 
+_BTRS_PROPOSALS = 3
+"""BTRS proposals drawn at once per element; a ``while_loop`` draws more only when all of them are rejected."""
+
+
+def _btrs_constants(n, q):
+    stddev = jnp.sqrt(n * q * (1 - q))
+    b = 1.15 + 2.53 * stddev
+    a = -0.0873 + 0.0248 * b + 0.01 * q
+    c = n * q + 0.5
+    v_r = 0.92 - 4.2 / b
+    r = q / (1 - q)
+    alpha = (2.83 + 5.1 / b) * stddev
+    m = jnp.floor((n + 1) * q)
+    const = ((m + 0.5) * jnp.log((m + 1) / (r * (n - m + 1))) + _stirling_tail(m) + _stirling_tail(n - m))
+    return a, b, c, v_r, r, alpha, m, const
+
+
+def _btrs_proposals(u, v, n, constants):
+    """Hörmann's BTRS test of proposals ``(u, v)`` (leading axis = proposals): (any accepted, first accepted k)."""
+    a, b, c, v_r, r, alpha, m, const = (x[None] for x in constants)
+    n = n[None]
+    uu = u - 0.5
+    us = 0.5 - jnp.abs(uu)
+    k = jnp.floor((2 * a / us + b) * uu + c)
+    accept1 = (us >= 0.07) & (v <= v_r)
+    reject = (k < 0) | (k > n)
+    safe_k = jnp.clip(k, 0.0, n)
+    log_v = jnp.log(v * alpha / (a / (us * us) + b))
+    bound = (const + (n + 1) * jnp.log((n - m + 1) / (n - safe_k + 1))
+             + (safe_k + 0.5) * jnp.log(r * (n - safe_k + 1) / (safe_k + 1))
+             - _stirling_tail(safe_k) - _stirling_tail(n - safe_k))
+    accept = accept1 | (~reject & (log_v <= bound))
+    first = jnp.argmax(accept, axis=0)
+    return jnp.any(accept, axis=0), jnp.take_along_axis(k, first[None], axis=0)[0]
+
+
 def binomial(key: jax.Array, count: jax.Array, prob: jax.Array) -> jax.Array:
     r"""Exact Binomial(count, prob) draws, elementwise over arrays of the same shape (float counts).
 
     The same two algorithms as ``jax.random.binomial`` (inversion when :math:`nq < 10`, Hörmann's BTRS
-    transformed rejection otherwise; :math:`q = \min(p, 1-p)`, the draw for p > 1/2 is n minus a draw at 1 − p), with
-    a cheaper inversion: one uniform per element and a sequential search of the CDF (the loop does arithmetic only,
-    no random draws), and BTRS keys folded per iteration. The inversion's CDF is summed in floating point, so its
-    law is exact up to rounding of order 1e-16 (float64). count = 0 or p in {0, 1} return the trivial value.
+    transformed rejection otherwise; :math:`q = \min(p, 1-p)`, the draw for p > 1/2 is n minus a draw at 1 − p),
+    arranged for vectorised CPU code: every uniform of a call comes from one Threefry call (:func:`unit_uniforms`,
+    two words per hash); the inversion searches the CDF sequentially (a ``while_loop`` of arithmetic only); BTRS
+    tests :data:`_BTRS_PROPOSALS` proposals at once and keeps the first accepted (the law of sequential
+    rejection), drawing more in a ``while_loop`` only when all are rejected. The inversion's CDF is summed in
+    floating point, so its law is exact up to rounding of order 1e-16 (float64). count = 0 or p in {0, 1} return
+    the trivial value.
     """
     dtype = prob.dtype
     shape = prob.shape
+    size = max(1, math.prod(shape))
     flip = prob > 0.5
     q = jnp.where(flip, 1.0 - prob, prob)
     trivial = (count <= 0) | (q <= 0)
     use_inv = (count * q < 10.0) | trivial
-    k_inv, k_btrs = jax.random.split(key)
+    u = unit_uniforms(key, (1 + 2 * _BTRS_PROPOSALS) * size, dtype).reshape((1 + 2 * _BTRS_PROPOSALS,) + shape)
 
     # inversion by sequential search of the CDF
     n_i = jnp.where(use_inv & ~trivial, count, 0.0)
     q_i = jnp.where(use_inv & ~trivial, q, 0.25)
-    u = jax.random.uniform(k_inv, shape, dtype)
     ratio = q_i / (1.0 - q_i)
     pk = jnp.exp(n_i * jnp.log1p(-q_i))
-
-    def inv_cond(state):
-        return jnp.any(~state[3])
 
     def inv_body(state):
         k, pk, cdf, done = state
@@ -154,44 +197,28 @@ def binomial(key: jax.Array, count: jax.Array, prob: jax.Array) -> jax.Array:
         k = jnp.where(done, k, k_new)
         pk = jnp.where(done, pk, pk_new)
         cdf = jnp.where(done, cdf, cdf_new)
-        done = done | (u <= cdf) | (k >= n_i)
+        done = done | (u[0] <= cdf) | (k >= n_i)
         return k, pk, cdf, done
 
-    init = (jnp.zeros(shape, dtype), pk, pk, (u <= pk) | (n_i <= 0))
-    x_inv = jax.lax.while_loop(inv_cond, inv_body, init)[0]
+    state = (jnp.zeros(shape, dtype), pk, pk, (u[0] <= pk) | (n_i <= 0))
+    x_inv = jax.lax.while_loop(lambda s: jnp.any(~s[3]), inv_body, state)[0]
 
     # BTRS (Hörmann 1993) for n q >= 10
     n_b = jnp.where(use_inv, 1e4, count)
     q_b = jnp.where(use_inv, 0.5, q)
-    stddev = jnp.sqrt(n_b * q_b * (1 - q_b))
-    b = 1.15 + 2.53 * stddev
-    a = -0.0873 + 0.0248 * b + 0.01 * q_b
-    c = n_b * q_b + 0.5
-    v_r = 0.92 - 4.2 / b
-    r = q_b / (1 - q_b)
-    alpha = (2.83 + 5.1 / b) * stddev
-    m = jnp.floor((n_b + 1) * q_b)
-    const = ((m + 0.5) * jnp.log((m + 1) / (r * (n_b - m + 1))) + _stirling_tail(m) + _stirling_tail(n_b - m))
-
-    def btrs_cond(state):
-        return jnp.any(~state[2])
+    constants = _btrs_constants(n_b, q_b)
+    ok, k = _btrs_proposals(u[1:1 + _BTRS_PROPOSALS], u[1 + _BTRS_PROPOSALS:], n_b, constants)
 
     def btrs_body(state):
         i, k_out, accepted = state
-        k0, k1 = jax.random.split(jax.random.fold_in(k_btrs, i))
-        uu = jax.random.uniform(k0, shape, dtype) - 0.5
-        v = jax.random.uniform(k1, shape, dtype)
-        us = 0.5 - jnp.abs(uu)
-        k = jnp.floor((2 * a / us + b) * uu + c)
-        accept1 = (us >= 0.07) & (v <= v_r)
-        reject = (k < 0) | (k > n_b)
-        log_v = jnp.log(v * alpha / (a / (us * us) + b))
-        bound = (const + (n_b + 1) * jnp.log((n_b - m + 1) / (n_b - k + 1))
-                 + (k + 0.5) * jnp.log(r * (n_b - k + 1) / (k + 1)) - _stirling_tail(k) - _stirling_tail(n_b - k))
-        accept = ~accepted & (accept1 | (~reject & (log_v <= bound)))
-        return i + 1, jnp.where(accept, k, k_out), accepted | accept
+        fresh = unit_uniforms(fold_in(key, i), 2 * _BTRS_PROPOSALS * size, dtype)
+        fresh = fresh.reshape((2 * _BTRS_PROPOSALS,) + shape)
+        ok_i, k_i = _btrs_proposals(fresh[:_BTRS_PROPOSALS], fresh[_BTRS_PROPOSALS:], n_b, constants)
+        take = ~accepted & ok_i
+        return i + 1, jnp.where(take, k_i, k_out), accepted | ok_i
 
-    x_btrs = jax.lax.while_loop(btrs_cond, btrs_body, (jnp.int32(0), jnp.zeros(shape, dtype), use_inv))[1]
+    init = (jnp.int32(1), k, ok | use_inv)
+    x_btrs = jax.lax.while_loop(lambda s: jnp.any(~s[2]), btrs_body, init)[1]
     x = jnp.where(trivial, 0.0, jnp.where(use_inv, x_inv, x_btrs))
     return jnp.where(flip, count - x, x)
 
@@ -279,6 +306,12 @@ class Categorical:
         ``max_samples``. ``simulate`` turns it off (:meth:`specialise`) when the regime's draws never exceed
         ``max_samples``, which saves compiling the tree (about 11 s for K = 1000 on a 2-core CPU); results are
         unchanged.
+      support: ``None`` (default: parameters over all K outcomes), or L, 1 <= L <= K: the **compacted** form
+        that ``simulate(compact=True)`` moves chains to once at most L outcomes are alive. Parameters then hold
+        L slots and the outcome of each (``CategoricalParams.ids``); the exact path samples and refits on the L
+        slots (an outcome with probability 0 never returns without smoothing), and :meth:`metrics` reads the
+        truth's probabilities of the slots' outcomes, so the metrics are those of the full model (to rounding).
+        Needs ``smoothing=0``; exact path only.
     """
 
     num_categories: int
@@ -289,6 +322,7 @@ class Categorical:
     max_samples: int | None = None
     exact_sampler: str = "auto"
     tree_fallback: bool = True
+    support: int | None = None
 
     def __post_init__(self):
         k = self.num_categories
@@ -313,15 +347,25 @@ class Categorical:
             raise ValueError(f"tree_fallback={self.tree_fallback!r} is out of range: need True or False")
         if self.exact_sampler in ("inverse-cdf", "spacings") and self.max_samples is None:
             raise ValueError(f"exact_sampler={self.exact_sampler!r} needs max_samples (its static number of draws)")
+        if self.support is not None:
+            if not _is_int(self.support) or not 1 <= self.support <= k:
+                raise ValueError(f"support={self.support!r} is out of range: need None or an int 1 <= support <= "
+                                 f"{k} (K)")
+            self.check_compact()
+
+    @property
+    def slots(self) -> int:
+        """Entries of the parameter vector: ``support`` when compacted, else K."""
+        return self.support if self.support is not None else self.num_categories
 
     @property
     def sampler(self) -> str:
         """The exact-path sampler in use (``exact_sampler`` with ``"auto"`` resolved)."""
         if self.exact_sampler != "auto":
             return self.exact_sampler
-        if self.max_samples is None or self.max_samples > 50 * self.num_categories:
+        if self.max_samples is None or self.max_samples > 50 * self.slots:
             return "tree"
-        return "spacings" if 4 * self.num_categories <= self.max_samples else "inverse-cdf"
+        return "spacings" if 4 * self.slots <= self.max_samples else "inverse-cdf"
 
     @property
     def min_samples(self) -> int:
@@ -408,7 +452,7 @@ class Categorical:
         def by_inverse_cdf(key, q, n):
             index = inverse_cdf_sample(key, q, cap)
             mask = (jnp.arange(cap) < n).astype(q.dtype)
-            return jnp.zeros((self.num_categories,), q.dtype).at[index].add(mask)
+            return jnp.zeros((self.slots,), q.dtype).at[index].add(mask)
 
         def by_spacings(key, q, n):
             return spacings_counts(key, q, n, cap)
@@ -429,7 +473,7 @@ class Categorical:
         return self
 
     def empty_stats(self, like: CategoricalParams) -> CategoricalStats:
-        return CategoricalStats(jnp.zeros((self.num_categories,), like.probs.dtype))
+        return CategoricalStats(jnp.zeros((self.slots,), like.probs.dtype))
 
     def combine_stats(self, a: CategoricalStats, b: CategoricalStats) -> CategoricalStats:
         """Pooled sample: counts add."""
@@ -437,13 +481,52 @@ class Categorical:
 
     def fit_from_stats(self, stats: CategoricalStats, params=None) -> CategoricalParams:
         r""":math:`\hat p = (c + \alpha)/(\sum c + K\alpha)`; the result is a fitted (tempered) model."""
-        del params
         counts = stats.counts
         dtype = counts.dtype
         alpha = self.smoothing
         total = jnp.sum(counts) + self.num_categories * alpha
         probs = (counts + alpha) / total
-        return CategoricalParams(probs, jnp.ones((), dtype))
+        return CategoricalParams(probs, jnp.ones((), dtype), None if params is None else params.ids)
+
+    # ----------------------------------------------------------------- absorbing states and compaction
+    def absorbed(self, params: CategoricalParams) -> jax.Array:
+        """True when one outcome holds all the mass: without smoothing, every later fit under a closed regime
+        (:mod:`collapse_theory.regimes`) returns the same parameters (engine hook of
+        ``simulate(stop_when_absorbed=True)``; the metrics are deterministic)."""
+        return (jnp.sum(params.probs > 0) == 1) & (self.smoothing == 0)
+
+    def check_compact(self) -> None:
+        """Raise unless lost outcomes stay lost (no smoothing): the condition for :attr:`support`."""
+        if self.smoothing != 0:
+            raise ValueError(f"smoothing={self.smoothing} keeps every outcome alive: a compacted support "
+                             "(compact=True, support=) needs smoothing=0")
+
+    def support_size(self, params: CategoricalParams) -> jax.Array:
+        """The number of live outcomes (probability > 0)."""
+        return jnp.sum(params.probs > 0).astype(jnp.int32)
+
+    def compacted(self, size: int) -> Categorical:
+        """This model on a support of ``size`` slots (:attr:`support`)."""
+        return dataclasses.replace(self, support=int(size))
+
+    def pack(self, source: Categorical, params: CategoricalParams, pool):
+        """One chain's parameters and pooled statistics (``CategoricalStats`` or a placeholder) moved from model
+        ``source`` to this model's support: the live outcomes, in their order, then unused slots."""
+        probs = params.probs
+        source_ids = params.ids if params.ids is not None else jnp.arange(probs.shape[0], dtype=jnp.int32)
+        index = jnp.nonzero(probs > 0, size=self.slots, fill_value=probs.shape[0])[0]
+        ids = source_ids.at[index].get(mode="fill", fill_value=self.num_categories)
+        packed = CategoricalParams(probs.at[index].get(mode="fill", fill_value=0), params.tempered, ids)
+        if isinstance(pool, CategoricalStats):
+            pool = CategoricalStats(pool.counts.at[index].get(mode="fill", fill_value=0))
+        return packed, pool
+
+    def expand(self, params: CategoricalParams) -> CategoricalParams:
+        """The parameters over all K outcomes (the inverse of :meth:`pack`)."""
+        if params.ids is None:
+            return params
+        full = jnp.zeros((self.num_categories,), params.probs.dtype).at[params.ids].add(params.probs, mode="drop")
+        return CategoricalParams(full, params.tempered, None)
 
     # ----------------------------------------------------------------- observables
     def metrics(self, params: CategoricalParams, reference: CategoricalParams, key=None) -> dict[str, jax.Array]:
@@ -466,7 +549,16 @@ class Categorical:
         """
         del key
         p = params.probs
-        p0 = reference.probs
+        p0_all = reference.probs
+        if params.ids is None:
+            p0, ids = p0_all, jnp.arange(self.num_categories)
+            outside = outside_alive = None
+        else:
+            # compacted: truth of each slot's outcome; outcomes outside the slots have p = 0
+            ids = params.ids
+            p0 = p0_all.at[ids].get(mode="fill", fill_value=0)
+            outside = jnp.sum(p0_all) - jnp.sum(p0)
+            outside_alive = jnp.sum(p0_all > 0) - jnp.sum(p0 > 0)
         positive = p > 0
         safe_p = jnp.where(positive, p, 1.0)
         log_p = jnp.log(safe_p)
@@ -477,8 +569,18 @@ class Categorical:
         kl_model_truth = jnp.sum(jnp.where(positive, p * (log_p - jnp.log(safe_p0)), 0.0))
         kl_model_truth = jnp.where(jnp.any(positive & ~positive0), jnp.inf, kl_model_truth)
         kl_truth_model = jnp.sum(jnp.where(positive0, p0 * (jnp.log(safe_p0) - log_p), 0.0))
-        kl_truth_model = jnp.where(jnp.any(positive0 & ~positive), jnp.inf, kl_truth_model)
-        tail = jnp.arange(self.num_categories) >= self.head
+        lost_truth = jnp.any(positive0 & ~positive)
+        lost_mass = jnp.sum(jnp.where(positive, 0.0, p0))
+        abs_diff = jnp.sum(jnp.abs(p - p0))
+        if outside is None:
+            top_prob = p[0]
+        else:
+            top_prob = jnp.sum(jnp.where(ids == 0, p, 0.0))
+            lost_truth = lost_truth | (outside_alive > 0)
+            lost_mass = lost_mass + outside
+            abs_diff = abs_diff + outside
+        kl_truth_model = jnp.where(lost_truth, jnp.inf, kl_truth_model)
+        tail = ids >= self.head
         return {
             "heterozygosity": 1.0 - jnp.sum(p * p),
             "entropy": entropy,
@@ -486,11 +588,11 @@ class Categorical:
             "zero_count": self.num_categories - surviving,
             "fixed": (surviving == 1).astype(p.dtype),
             "collapsed": (entropy < self.collapse_threshold).astype(p.dtype),
-            "top_prob": p[0],
-            "top_fixed": (p[0] >= 1.0).astype(p.dtype),
+            "top_prob": top_prob,
+            "top_fixed": (top_prob >= 1.0).astype(p.dtype),
             "tail_mass": jnp.sum(jnp.where(tail, p, 0.0)),
-            "lost_mass": jnp.sum(jnp.where(positive, 0.0, p0)),
-            "tv": 0.5 * jnp.sum(jnp.abs(p - p0)),
+            "lost_mass": lost_mass,
+            "tv": 0.5 * abs_diff,
             "kl_model_truth": kl_model_truth,
             "kl_truth_model": kl_truth_model,
         }
