@@ -257,6 +257,10 @@ def main(argv=None) -> int:
         if spent + cell["ours_projected_s"] > budget:
             continue
         f = ours_full(k, n, log, seed=cell["seed"])
+        # each cell compiles its own programs (one per support size): drop them, or a process that runs the whole
+        # grid exhausts the kernel's memory-map limit (LLVM: "Unable to allocate section memory")
+        jax.clear_caches()
+        sys.modules["collapse_theory.simulate"]._COMPILED.clear()
         cell["ours_full"] = f
         done[(k, n)] = f
         spent += f["wall_s"]

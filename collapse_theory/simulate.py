@@ -410,11 +410,12 @@ def _init_state(plan: _Plan, root, truth, real_data, chains) -> ChainState:
 _ADAPTIVE_CAPACITY = 4096
 """Default longest chunk (generations) of runs with ``stop_when_absorbed`` or ``compact``."""
 _COMPACT_SHRINK = 8
-_COMPACT_WORTH = 1e8
+_COMPACT_WORTH = 1.5e7
 """``compact`` moves to a smaller support (a power of two >= the live outcomes) once it is an eighth of the current
-one or less, or, when it is at most half, once the slots it saves times the generations left (at most: the run's
-bound) times the chains exceed ``_COMPACT_WORTH``. A slot of one chain-generation costs ~0.3-0.5 µs on a 2-core
-CPU and a compile 3-5 s; the bound overestimates the generations left of a run that stops early."""
+one or less, or, when it is at most half, once the slots it saves times the chains times the generations it
+expects to be left exceed ``_COMPACT_WORTH``. The live outcomes of a replace chain fall like 1/t, so a support
+size lasts about as many generations as have passed: the estimate is min(t, G - t). A slot of one
+chain-generation costs ~0.3 µs on a 2-core CPU and a compile ~4 s, hence the threshold."""
 
 
 def _slots(model) -> int:
@@ -783,7 +784,7 @@ def simulate(
             elif adaptive and compact and t_end < num_generations:
                 target = max(2, 1 << max(0, int(status["support"]) - 1).bit_length())
                 slots = _slots(run_plan.model)
-                saved = (slots - target) * (num_generations - t_end) * total_chains
+                saved = (slots - target) * min(t_end, num_generations - t_end) * total_chains
                 if target * _COMPACT_SHRINK <= slots or (2 * target <= slots and saved >= _COMPACT_WORTH):
                     compacted = run_plan.model.compacted(target)
                     new_state = _pack_state(run_plan.model, compacted, new_state)

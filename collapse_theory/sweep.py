@@ -9,7 +9,8 @@ Spec (every value may be a list; lists are grid axes and the grid is their Carte
     num_generations = 100
     num_samples = [10, 100]
     seeds = [0, 1]                     # or seed = 0
-    quantiles = [0.05, 0.5, 0.95]      # optional; also metrics, trajectories, chunk_size
+    quantiles = [0.05, 0.5, 0.95]      # optional; also metrics, trajectories, chunk_size,
+                                       # stop_when_absorbed, compact (categorical runs until collapse)
     [model_options]                    # keyword arguments of the model class
     dim = [1, 4]
     ddof = 1
@@ -32,7 +33,8 @@ import json
 from pathlib import Path
 
 _KEYS = ("model", "model_options", "regime", "regime_options", "path", "num_chains", "num_generations",
-         "num_samples", "seed", "seeds", "metrics", "quantiles", "trajectories", "chunk_size", "x64")
+         "num_samples", "seed", "seeds", "metrics", "quantiles", "trajectories", "chunk_size", "x64",
+         "stop_when_absorbed", "compact")
 _AS_VALUE = ("metrics", "quantiles", "x64")
 
 
@@ -117,7 +119,8 @@ def _build(cell: dict):
 
 def _group_key(cell: dict) -> str:
     shape = {k: cell.get(k) for k in ("model", "model_options", "regime", "regime_options", "path", "num_chains",
-                                      "num_generations", "metrics", "quantiles", "trajectories", "chunk_size")}
+                                      "num_generations", "metrics", "quantiles", "trajectories", "chunk_size",
+                                      "stop_when_absorbed", "compact")}
     if cell.get("path", "sample") == "sample":
         shape["num_samples"] = cell["num_samples"]
     return json.dumps(shape, sort_keys=True)
@@ -158,6 +161,8 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
                     quantiles=tuple(cell.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95))),
                     trajectories=bool(cell.get("trajectories", False)), chunk_size=cell.get("chunk_size"),
                     progress=progress, devices=devices,
+                    stop_when_absorbed=bool(cell.get("stop_when_absorbed", False)),
+                    compact=bool(cell.get("compact", False)),
                 )
                 res.metadata["command"] = "sweep"
                 res.metadata["sweep_cell"] = i

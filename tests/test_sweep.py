@@ -63,6 +63,25 @@ def test_sweep_cells_equal_direct_runs(tmp_path, capsys):
     assert all(c["status"] == "done (kept)" for c in index["cells"])
 
 
+def test_sweep_runs_categorical_cells_until_collapse(tmp_path):
+    """A small discrete grid with ``compact`` and ``stop_when_absorbed`` in the spec: each cell equals the direct
+    run with the same options."""
+    from collapse_theory.models import Categorical
+
+    spec = {"model": "categorical", "model_options": {"num_categories": [30, 300]}, "regime": "replace",
+            "path": "exact", "num_chains": 16, "num_generations": 300, "num_samples": 6, "seed": 4,
+            "metrics": ["collapsed"], "quantiles": [], "compact": True, "stop_when_absorbed": True}
+    index = run_sweep(spec, tmp_path)
+    assert [c["status"] for c in index["cells"]] == ["done", "done"]
+    for cell in index["cells"]:
+        got = SimulationResult.load(tmp_path / cell["file"])
+        direct = simulate(4, Categorical(cell["params"]["model_options"]["num_categories"]), Replace(),
+                          num_chains=16, num_generations=300, num_samples=6, path="exact", metrics=["collapsed"],
+                          quantiles=(), compact=True, stop_when_absorbed=True)
+        np.testing.assert_array_equal(got.mean("collapsed"), direct.mean("collapsed"))
+        assert got.metadata["absorbed_at_generation"] == direct.metadata["absorbed_at_generation"] < 300
+
+
 def test_sweep_rejects_bad_names(tmp_path):
     with pytest.raises(ValueError, match=r"model='vae' is not one of"):
         run_sweep({"model": "vae", "num_chains": 2, "num_generations": 1, "num_samples": 3}, tmp_path)
