@@ -68,18 +68,18 @@ def test_sweep_runs_categorical_cells_until_collapse(tmp_path):
     run with the same options."""
     from collapse_theory.models import Categorical
 
-    spec = {"model": "categorical", "model_options": {"num_categories": [30, 300]}, "regime": "replace",
-            "path": "exact", "num_chains": 16, "num_generations": 300, "num_samples": 6, "seed": 4,
+    spec = {"model": "categorical", "model_options": {"num_categories": 40}, "regime": "replace",
+            "path": "exact", "num_chains": 16, "num_generations": 200, "num_samples": 4, "seeds": [4, 5],
             "metrics": ["collapsed"], "quantiles": [], "compact": True, "stop_when_absorbed": True}
     index = run_sweep(spec, tmp_path)
     assert [c["status"] for c in index["cells"]] == ["done", "done"]
     for cell in index["cells"]:
         got = SimulationResult.load(tmp_path / cell["file"])
-        direct = simulate(4, Categorical(cell["params"]["model_options"]["num_categories"]), Replace(),
-                          num_chains=16, num_generations=300, num_samples=6, path="exact", metrics=["collapsed"],
+        direct = simulate(cell["params"]["seed"], Categorical(40), Replace(),
+                          num_chains=16, num_generations=200, num_samples=4, path="exact", metrics=["collapsed"],
                           quantiles=(), compact=True, stop_when_absorbed=True)
         np.testing.assert_array_equal(got.mean("collapsed"), direct.mean("collapsed"))
-        assert got.metadata["absorbed_at_generation"] == direct.metadata["absorbed_at_generation"] < 300
+        assert got.metadata["absorbed_at_generation"] == direct.metadata["absorbed_at_generation"] < 200
 
 
 def test_sweep_rejects_bad_names(tmp_path):
