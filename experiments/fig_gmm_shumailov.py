@@ -18,7 +18,7 @@ Panels:
 No closed form exists for these curves: they are **empirical** (the exact checks of this family are in
 ``collapse-theory check --family gmm``).
 
-Cost on 2 shared CPU cores (float32, measured): full (64 chains × 2001 fits) 196–238 s of simulation; ``--quick``
+Cost on 2 shared CPU cores (float32, measured): full (64 chains × 2001 fits) 134–238 s of simulation; ``--quick``
 (8 chains × 201 fits, snapshots up to g = 200) about 10 s. The companion figure
 ``fig_gmm_shumailov_accumulate.py`` runs the same with accumulate.
 
@@ -51,10 +51,13 @@ def parse_args(argv, *, name=NAME, description=DESCRIPTION, chains=(64, 8), gene
     return parser.parse_args(argv)
 
 
-def make_model():
+def make_model(warm_start: bool = False):
+    """Shumailov et al.'s estimator; ``warm_start=True`` is scikit-learn's option of that name (later fits start EM
+    from the previous fit)."""
     from collapse_theory import GaussianMixture
 
-    model = GaussianMixture(num_components=2, dim=2, covariance_type="full", tol=1e-5, max_iter=2000)
+    model = GaussianMixture(num_components=2, dim=2, covariance_type="full", tol=1e-5, max_iter=2000,
+                            warm_start=warm_start)
     return model, model.params(weights=[0.5, 0.5], means=0.0, covs=1.0)
 
 
@@ -94,21 +97,33 @@ def trace_chain(model, regime, truth, seed: int, chain: int, num_fits: int, num_
     return jax.device_get(mixtures), np.asarray(l2)
 
 
-def run(seed: int, num_chains: int, num_fits: int, regime, snapshots) -> dict:
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def run(seed: int, num_chains: int, num_fits: int, regime, snapshots, *, warm_start: bool = False,
+        compare_fits: int = 0) -> dict:
+    """The chains, one traced chain for the snapshots and, with ``compare_fits``, the same chains (same seed)
+    refitted with k-means initialisation at every fit for their first ``compare_fits`` fits."""
     import jax
 
     from collapse_theory import simulate
 
-    model, truth = make_model()
+    model, truth = make_model(warm_start)
     res = simulate(seed, model, regime, num_chains=num_chains, num_generations=num_fits, num_samples=NUM_SAMPLES,
-                   truth=truth, metrics=["l2_to_anchor", "trace_ratio"], quantiles=(0.05, 0.25, 0.5, 0.75, 0.95))
+                   truth=truth, metrics=["l2_to_anchor", "trace_ratio"], quantiles=QUANTILES)
+    compare = None
+    if compare_fits:
+        cold, _ = make_model(False)
+        compare = simulate(seed, cold, regime, num_chains=num_chains, num_generations=compare_fits,
+                           num_samples=NUM_SAMPLES, truth=truth, metrics=["l2_to_anchor", "trace_ratio"],
+                           quantiles=QUANTILES)
     mixtures, l2_chain = trace_chain(model, regime, truth, seed, num_chains, num_fits, NUM_SAMPLES)
     shots = {}
     for g in snapshots:
         mix = jax.tree.map(lambda a, g=g: a[g], mixtures)
         params = truth._replace(mixture=jax.tree.map(jax.numpy.asarray, mix))
         shots[g] = {"points": np.asarray(model.sample(jax.random.key(1000 + g), params, 1000)), "mixture": mix}
-    return {"res": res, "snapshots": shots, "l2_chain": l2_chain}
+    return {"res": res, "snapshots": shots, "l2_chain": l2_chain, "compare": compare}
 
 
 def _ellipse(ax, mean, chol, weight, color):
@@ -118,7 +133,8 @@ def _ellipse(ax, mean, chol, weight, color):
     ax.plot(pts[0], pts[1], color=color, lw=1.0 + 1.5 * weight)
 
 
-def plot(data: dict, *, regime_label: str, num_chains: int, num_fits: int, seed: int, snapshots):
+def plot(data: dict, *, regime_label: str, num_chains: int, num_fits: int, seed: int, snapshots,
+         warm_start: bool = False):
     from collapse_theory import plotting
 
     res = data["res"]
@@ -152,10 +168,19 @@ def plot(data: dict, *, regime_label: str, num_chains: int, num_fits: int, seed:
         ax = bottom_axes[j]
         keep = g_axis >= 1 if metric == "l2_to_anchor" else g_axis >= 0
         x = g_axis[keep]
-        q = {lvl: res.quantile(metric, lvl)[keep] for lvl in (0.05, 0.25, 0.5, 0.75, 0.95)}
+        q = {lvl: res.quantile(metric, lvl)[keep] for lvl in QUANTILES}
         ax.fill_between(x, q[0.05], q[0.95], color="C0", alpha=0.15, lw=0, label="5–95 % of chains")
         ax.fill_between(x, q[0.25], q[0.75], color="C0", alpha=0.3, lw=0, label="25–75 %")
         ax.plot(x, q[0.5], color="C0", lw=1.5, label=f"median of {num_chains} chains")
+        compare = data.get("compare")
+        if compare is not None:
+            g_cmp = compare.generations - 1
+            keep_cmp = g_cmp >= 1 if metric == "l2_to_anchor" else g_cmp >= 0
+            xc = g_cmp[keep_cmp]
+            ax.fill_between(xc, compare.quantile(metric, 0.25)[keep_cmp], compare.quantile(metric, 0.75)[keep_cmp],
+                            color="C1", alpha=0.25, lw=0)
+            ax.plot(xc, compare.quantile(metric, 0.5)[keep_cmp], color="C1", lw=1.2,
+                    label=f"k-means start at every fit (g ≤ {int(xc[-1])}): median, 25–75 %")
         if metric == "l2_to_anchor":
             ax.plot(x, data["l2_chain"][keep], color="k", lw=0.7, label="the chain shown above")
         ax.set_yscale("log")
@@ -164,10 +189,12 @@ def plot(data: dict, *, regime_label: str, num_chains: int, num_fits: int, seed:
         ax.legend(loc="lower right" if metric == "l2_to_anchor" else "lower left", fontsize=7)
     plotting.suptitle(fig, f"2-component GMM refitted by EM on its own samples, {regime_label}: N = {NUM_SAMPLES} "
                            f"per generation, {num_fits - 1} generations, {num_chains} chains")
+    init = ("k-means init at the first fit, then warm_start (EM from the previous fit)" if warm_start
+            else "k-means init")
     plotting.caption(
         fig,
         "Real data N(0, I₂) (Shumailov et al.'s notebook); EM as scikit-learn's GaussianMixture (full covariance, "
-        "k-means init, tol 1e-5, max_iter 2000, reg_covar 1e-6), float32, seed "
+        f"{init}, tol 1e-5, max_iter 2000, reg_covar 1e-6), float32, seed "
         f"{seed}. Empirical curves: no closed form is claimed. Top: 1000 samples and 2σ ellipses (line width ∝ "
         "weight) of one chain's mixture.",
     )
@@ -175,7 +202,7 @@ def plot(data: dict, *, regime_label: str, num_chains: int, num_fits: int, seed:
 
 
 def main(argv: list[str] | None = None, *, regime=None, name=NAME, description=DESCRIPTION, chains=(64, 8),
-         generations=(2000, 200), regime_label="replace") -> int:
+         generations=(2000, 200), regime_label="replace", warm_start=False, compare_generations=(0, 0)) -> int:
     args = parse_args(argv, name=name, description=description, chains=chains, generations=generations)
     from collapse_theory import Replace
 
@@ -186,14 +213,16 @@ def main(argv: list[str] | None = None, *, regime=None, name=NAME, description=D
     snapshots = tuple(g for g in SNAPSHOTS if g <= num_generations)
     if snapshots[-1] != num_generations:
         snapshots = snapshots + (num_generations,)
+    compare = compare_generations[1] if args.quick else compare_generations[0]
+    compare_fits = min(compare, num_generations) + 1 if compare else 0
     start = time.perf_counter()
-    data = run(args.seed, num_chains, num_fits, regime, snapshots)
+    data = run(args.seed, num_chains, num_fits, regime, snapshots, warm_start=warm_start, compare_fits=compare_fits)
     sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
     with plotting.style_context("paper"):
         fig = plot(data, regime_label=regime_label, num_chains=num_chains, num_fits=num_fits, seed=args.seed,
-                   snapshots=snapshots)
+                   snapshots=snapshots, warm_start=warm_start)
         paths = plotting.save_figure(fig, args.out, name)
     plotting.report_saved(name, paths, sim_s, start)
     return 0

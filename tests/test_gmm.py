@@ -65,6 +65,55 @@ def test_one_component_fit_is_the_gaussian_mle():
     np.testing.assert_allclose(cov, g.covariance(ref), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_blocked_em_step_equals_the_one_pass_step_on_large_pools(covariance_type):
+    """Pools above ``_EM_ONE_PASS_MAX`` rows are visited block by block up to the last positive weight. The step must
+    equal the plain E step + M step (:func:`_e_step`, :func:`_m_step`) whether the last weighted row ends a block,
+    sits inside one or is followed by many empty blocks (catches a block skipped or counted twice, a wrong live
+    block count, padding rows that carry weight)."""
+    full = covariance_type == "full"
+    n = gmm_mod._EM_ONE_PASS_MAX + 3 * gmm_mod._EM_BLOCK + 123  # padded to a whole number of blocks
+    x = _data(jax.random.key(20), n)
+    mix = GaussianMixture(3, 2, covariance_type=covariance_type).params(
+        means=[[-1.0, 0.0], [1.0, 0.5], [0.0, 2.0]]).mixture
+    rng = np.random.default_rng(1)
+    for last in (n, 4 * gmm_mod._EM_BLOCK, gmm_mod._EM_BLOCK + 77, 1000):
+        w = np.where(np.arange(n) < last, rng.integers(0, 3, n), 0).astype(np.float64)
+        w[last - 1] = 2.0
+        w = jnp.asarray(w)
+        blocked, bound = jax.jit(gmm_mod._em_step, static_argnums=(3, 4))(x.T, w, mix, full, 1e-6)
+        ref_bound, resp = gmm_mod._e_step(x.T, w, mix)
+        ref = gmm_mod._m_step(x.T, w, resp, full, 1e-6)
+        np.testing.assert_allclose(bound, ref_bound, rtol=1e-12)
+        for a, b in zip(jax.tree.leaves(blocked), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=f"last weighted row {last}")
+
+
+def test_warm_start_first_fit_is_the_kmeans_fit_and_later_fits_start_from_the_previous_one():
+    """scikit-learn's ``warm_start=True``: a chain's first fit equals the cold k-means fit (same key, bit for bit);
+    every later fit equals EM started from the previous fit (``init_params="warm"``), so no k-means runs."""
+    x = _data(jax.random.key(21), 400)
+    w = jnp.ones(400)
+    warm_start = GaussianMixture(3, 2, warm_start=True)
+    cold = GaussianMixture(3, 2)
+    from_previous = GaussianMixture(3, 2, init_params="warm")
+    start = cold.params(means=[[0.0, 0.0], [0.5, 0.0], [0.0, 0.5]])
+    key = jax.random.key(22)
+    first = jax.jit(warm_start.fit)(key, x, w, start)
+    expected = jax.jit(cold.fit)(key, x, w, start)
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(a, b)
+    moved = first._replace(mixture=first.mixture._replace(means=first.mixture.means + 0.3))
+    later = jax.jit(warm_start.fit)(jax.random.key(23), x, w, moved)
+    expected = jax.jit(from_previous.fit)(jax.random.key(23), x, w, moved)
+    for a, b in zip(jax.tree.leaves(later), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(a, b)
+    kmeans_again = jax.jit(cold.fit)(jax.random.key(23), x, w, moved)
+    assert not np.array_equal(later.mixture.means, kmeans_again.mixture.means)  # the start matters here
+    with pytest.raises(ValueError, match="warm_start='yes' is out of range"):
+        GaussianMixture(2, 2, warm_start="yes")
+
+
 def test_first_fit_sets_the_anchor_and_later_fits_keep_it():
     model = GaussianMixture(2, 2)
     truth = model.params(weights=[0.5, 0.5], means=[[-2.0, 0.0], [2.0, 0.0]])
