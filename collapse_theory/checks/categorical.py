@@ -21,7 +21,7 @@ from .. import regimes
 from ..models.categorical import Categorical
 from ..simulate import simulate
 from ..theory import categorical as th
-from . import Check, Measurement, register
+from . import Check, Measurement, compile_options, register
 
 WRIGHT_FISHER = "Shumailov et al., Nature 631 (2024) §3.1 (discrete chain); Wright–Fisher exact forms THEORY.md §7.1"
 KAZDAN = "Kazdan et al., arXiv 2410.16713, discrete workflow; THEORY.md §7.1"
@@ -47,6 +47,7 @@ def _replace_run(quick: bool, seed: int, path: str = "exact"):
         num_generations=G_REPLACE if path == "exact" else 10, num_samples=M_SMALL,
         truth=model.params(_truth_small()), path=path,
         metrics=["heterozygosity", "zero_count", "surviving", "top_fixed", "lost_mass"], quantiles=(),
+        compiler_options=compile_options(quick),
     )
 
 
@@ -56,7 +57,7 @@ def _accumulate_run(quick: bool, seed: int):
     return simulate(
         seed, model, regimes.Accumulate(), num_chains=_chains(quick, 8192), num_generations=G_ACCUMULATE,
         num_samples=M_SMALL, truth=model.params(_truth_small()), path="exact",
-        metrics=["heterozygosity", "zero_count"], quantiles=(),
+        metrics=["heterozygosity", "zero_count"], quantiles=(), compiler_options=compile_options(quick),
     )
 
 
@@ -188,6 +189,7 @@ def _memorizer_run(quick: bool, seed: int):
     return simulate(
         seed, model, regimes.Replace(), num_chains=_chains(quick, 4096), num_generations=1, num_samples=T_MEMO,
         truth=model.zipf(BETA_MEMO), path="exact", metrics=["lost_mass"], quantiles=(),
+        compiler_options=compile_options(quick),
     )
 
 

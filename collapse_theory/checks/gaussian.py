@@ -15,7 +15,7 @@ from .. import regimes, schedules
 from ..models.gaussian import Gaussian
 from ..simulate import simulate
 from ..theory import gaussian as th
-from . import Check, Measurement, register
+from . import Check, Measurement, compile_options, register
 
 SHUMAILOV = "Shumailov et al., Nature 631 (2024), Thm 3.1 / SI §3.1.1; exact form THEORY.md §2.1"
 KAZDAN = "Kazdan et al., arXiv 2410.16713, Gaussian workflow; THEORY.md §2.2"
@@ -54,6 +54,7 @@ def _replace_1d(quick: bool, seed: int, ddof: int, path: str):
         seed, Gaussian(dim=1, ddof=ddof), num_chains=_chains(quick, 20000 if path == "exact" else 2048),
         num_generations=50, num_samples=10, path=path,
         metrics=["log_variance", "std", "sq_mean_error", "w2_squared"], quantiles=(),
+        compiler_options=compile_options(quick),
     )
 
 
@@ -153,7 +154,8 @@ def _schedule_log_variance(quick, seed):
     schedule, fits = schedules.Linear(4, 2), (10, 40)
     sizes = schedule.sizes(max(fits))
     res = simulate(seed, Gaussian(dim=1, ddof=1), num_chains=_chains(quick, 4096), num_generations=max(fits),
-                   num_samples=schedule, path="exact", metrics=["log_variance"], quantiles=())
+                   num_samples=schedule, path="exact", metrics=["log_variance"], quantiles=(),
+                   compiler_options=compile_options(quick))
     return _rows(res, "log_variance", fits, lambda n: th.expected_log_variance(n, sizes, 1),
                  lambda n: th.expected_log_variance(n, int(sizes[0]), 1),
                  sd_fn=lambda n: math.sqrt(th.variance_of_log_variance(n, sizes, 1)), M="4 + 2(t−1)", ddof=1)
@@ -173,7 +175,7 @@ def _ddim_replace(quick, seed):
     d, m, fits = 3, 10, (1, 10)
     res = simulate(seed, Gaussian(dim=d, ddof=0), num_chains=_chains(quick, 16384), num_generations=max(fits),
                    num_samples=m, path="exact", metrics=["log_det_ratio", "trace_ratio", "sq_mean_error"],
-                   quantiles=())
+                   quantiles=(), compiler_options=compile_options(quick))
     rows = _rows(res, "log_det_ratio", fits, lambda n: th.expected_log_det_ratio(n, m, d, 0),
                  lambda n: th.expected_log_det_ratio(n, m, d, 1),
                  sd_fn=lambda n: math.sqrt(th.variance_of_log_det_ratio(n, m, d, 0)), d=d, M=m, ddof=0)
@@ -198,7 +200,8 @@ register(Check(
 def _ddim_sample_path(quick, seed):
     d, m, fits = 3, 10, (10,)
     res = simulate(seed, Gaussian(dim=d, ddof=0), num_chains=_chains(quick, 4096), num_generations=max(fits),
-                   num_samples=m, path="sample", metrics=["log_det_ratio"], quantiles=())
+                   num_samples=m, path="sample", metrics=["log_det_ratio"], quantiles=(),
+                   compiler_options=compile_options(quick))
     return _rows(res, "log_det_ratio", fits, lambda n: th.expected_log_det_ratio(n, m, d, 0),
                  lambda n: th.expected_log_det_ratio(n, m, d, 1),
                  sd_fn=lambda n: math.sqrt(th.variance_of_log_det_ratio(n, m, d, 0)), d=d, M=m, ddof=0)
@@ -218,7 +221,7 @@ def _accumulate(quick, seed):
     m, fits = 10, (5, 100)
     res = simulate(seed, Gaussian(dim=1, ddof=0), regimes.Accumulate(), num_chains=_chains(quick, 16384),
                    num_generations=max(fits), num_samples=m, path="exact",
-                   metrics=["variance", "sq_mean_error"], quantiles=())
+                   metrics=["variance", "sq_mean_error"], quantiles=(), compiler_options=compile_options(quick))
     rows = _rows(res, "variance", fits, lambda n: th.expected_accumulate_variance_ratio(n, m, 0),
                  lambda n: th.expected_trace_ratio(n, m, 0), M=m, ddof=0)
     rows += _rows(res, "sq_mean_error", fits[1:], lambda n: th.expected_accumulate_mean_sq_error(n, m, 1.0, 0),
@@ -241,7 +244,7 @@ def _fresh(quick, seed):
     m, gamma, fits = 20, 0.25, (3, 60)
     res = simulate(seed, Gaussian(dim=1, ddof=1), regimes.FreshFraction(gamma), num_chains=_chains(quick, 8192),
                    num_generations=max(fits), num_samples=m, path="exact", metrics=["sq_mean_error", "variance"],
-                   quantiles=())
+                   quantiles=(), compiler_options=compile_options(quick))
     err = lambda n: th.fresh_fraction_moments(n, m, gamma, 1)[0]  # noqa: E731
     var = lambda n: th.fresh_fraction_moments(n, m, gamma, 1)[1]  # noqa: E731
     rows = _rows(res, "sq_mean_error", fits, err, lambda n: 1.0 / (m * gamma) * (1 - (1 - gamma) ** (2 * n)),
@@ -266,7 +269,8 @@ def _replace_grown(quick, seed):
     sizes = schedules.Constant(m).sizes(max(fits))
     pool = np.cumsum(sizes)
     res = simulate(seed, Gaussian(dim=1, ddof=1), regimes.ReplaceGrown(), num_chains=_chains(quick, 4096),
-                   num_generations=max(fits), num_samples=m, path="exact", metrics=["log_variance"], quantiles=())
+                   num_generations=max(fits), num_samples=m, path="exact", metrics=["log_variance"], quantiles=(),
+                   compiler_options=compile_options(quick))
     return _rows(res, "log_variance", fits, lambda n: th.expected_log_variance(n, pool, 1),
                  lambda n: th.expected_log_variance(n, m, 1),
                  sd_fn=lambda n: math.sqrt(th.variance_of_log_variance(n, pool, 1)), M=m, ddof=1)

@@ -32,7 +32,7 @@ from ..models.kde import KernelDensity
 from ..simulate import simulate
 from ..theory import gaussian as gth
 from ..theory import kde as kth
-from . import Check, Measurement, register
+from . import Check, Measurement, compile_options, register
 
 KAZDAN_KDE = "Kazdan et al. arXiv 2410.16713, KDE workflow; exact replace-chain theory THEORY.md §2.5"
 ONE_COMPONENT = "EM with K = 1 is the MLE Gaussian fit: THEORY.md §2.2 (Kazdan et al. Gaussian workflow)"
@@ -53,7 +53,7 @@ def _kde_replace(quick: bool, seed: int):
                           capacity=KDE_N, num_test=1)
     return simulate(seed, model, regimes.Replace(), num_chains=_chains(quick, 4096),
                     num_generations=max(KDE_FITS), num_samples=KDE_N, metrics=["spread", "sq_mean_error"],
-                    quantiles=())
+                    quantiles=(), compiler_options=compile_options(quick))
 
 
 def _rows(res, metric, fits, theory_fn, planted_fn, **params):
@@ -122,7 +122,7 @@ def _one_component(quick, seed):
     model = GaussianMixture(num_components=1, dim=d, reg_covar=0.0)
     res = simulate(seed, model, regimes.Replace(), num_chains=_chains(quick, 2048), num_generations=max(fits),
                    num_samples=m, truth=model.params(means=0.0, covs=1.0),
-                   metrics=["log_det_ratio", "trace_ratio"], quantiles=())
+                   metrics=["log_det_ratio", "trace_ratio"], quantiles=(), compiler_options=compile_options(quick))
     rows = []
     for n in fits:
         i = n - 1
@@ -167,7 +167,8 @@ def separated_components(quick: bool, seed: int):
     model = GaussianMixture(num_components=2, dim=SEP_D, reg_covar=SEP_REG)
     truth = model.params(weights=[SEP_W, 1 - SEP_W], means=[[-10.0, 0.0], [10.0, 0.0]], covs=1.0)
     res = simulate(seed, model, regimes.Replace(), num_chains=_chains(quick, 4096), num_generations=1,
-                   num_samples=SEP_M, truth=truth, metrics=["min_weight"], quantiles=())
+                   num_samples=SEP_M, truth=truth, metrics=["min_weight"], quantiles=(),
+                   compiler_options=compile_options(quick))
     mix = res.final_params.mixture
     left = np.argmin(mix.means[:, :, 0], axis=1)
     rows = np.arange(left.size)

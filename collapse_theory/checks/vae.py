@@ -32,7 +32,7 @@ from .. import regimes
 from ..models.vae import VAE, make_reference
 from ..simulate import simulate
 from ..theory import gaussian as gth
-from . import Check, Measurement, register
+from . import Check, Measurement, compile_options, register
 
 LINEAR_REFERENCE = ("Linear VAE = probabilistic PCA (Tipping & Bishop 1999; Lucas et al. NeurIPS 2019) = Gaussian "
                     "MLE, so the chain is THEORY.md §2.2 (Kazdan et al. Gaussian workflow)")
@@ -51,7 +51,7 @@ def _linear_chain(quick: bool, seed: int):
     model = linear_vae()
     return simulate(seed, model, regimes.Replace(), num_chains=256 if quick else 2048,
                     num_generations=max(LIN_FITS), num_samples=LIN_M, truth=model.gaussian_params(0.0, 1.0),
-                    metrics=["log_det_cov", "trace_cov"], quantiles=())
+                    metrics=["log_det_cov", "trace_cov"], quantiles=(), compiler_options=compile_options(quick))
 
 
 def _linear_rows(quick, seed):
@@ -129,7 +129,7 @@ def _image_rows(quick, seed):
     for name, regime in (("replace", regimes.Replace()), ("accumulate", regimes.Accumulate())):
         res = simulate(seed, model, regime, num_chains=chains, num_generations=fits, num_samples=1000,
                        real_data=jnp.asarray(train.images), reference=reference,
-                       metrics=["rare_share", "neg_elbo"], quantiles=())
+                       metrics=["rare_share", "neg_elbo"], quantiles=(), compiler_options=compile_options(quick))
         for metric in ("rare_share", "neg_elbo"):
             for n in (1, fits):
                 rows.append(Measurement(
