@@ -81,6 +81,7 @@ class _Plan:
     after_first: bool = False  # chunks start at t >= 2: the truth never stands in for the params (compacted models)
     stop_when_absorbed: bool = False  # report whether every chain is absorbed after each chunk
     compact: bool = False  # report the largest live support after each chunk
+    noise_block: int = 1  # exact path: generations whose random input is drawn together (:func:`_block_noise`)
 
 
 @dataclasses.dataclass
@@ -219,14 +220,39 @@ def _select_params(t, truth, params):
     return jax.tree.map(lambda a, b: jnp.where(t == 1, a.astype(b.dtype), b), truth, params)
 
 
-def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real_data, reference):
+def _key_for(chain_key, t):
+    """``key_for(purpose) == derive_key(root, c, t, purpose)`` given ``chain_key = fold_in(root, c)``, which is
+    computed once per chunk, outside the scan."""
+    generation_key = keys.fold_in(chain_key, t)
+    return lambda purpose: keys.fold_in(generation_key, purpose)
+
+
+def _chain_noise(plan: _Plan, chain_key, state: ChainState, t, sizes, truth):
+    """The random input (``model.stats_noise``) of every ``sample_stats`` call that generation ``t`` of one chain
+    makes, in call order: the regime's ``assemble_stats`` is run with draws that record their noise (its pool
+    arithmetic is dead code here and compiled away). The state only supplies dtypes and shapes."""
+    model = plan.model
+    drawn = []
+
+    def recorder(like):
+        def record(key, n):
+            drawn.append(model.stats_noise(key, n, jax.tree.leaves(like)[0].dtype))
+            return model.stats_from_noise(like, drawn[-1], n)
+
+        return record
+
+    size = Sizes(sizes[0][t - 1], sizes[1][t - 1])
+    plan.regime.assemble_stats(_key_for(chain_key, t), t, size, model, recorder(state.params), recorder(truth),
+                               state.buffer)
+    return tuple(drawn)
+
+
+def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real_data, reference, noise=None):
+    """One generation of one chain. On the exact path ``noise`` (from :func:`_chain_noise`, same chain and
+    generation) may carry the random input of the ``sample_stats`` calls, drawn beforehand: same result."""
     model, regime = plan.model, plan.regime
     select = (lambda t, truth, params: params) if plan.after_first else _select_params
-    generation_key = keys.fold_in(chain_key, t)
-
-    def key_for(purpose):  # == derive_key(root, c, t, purpose); fold_in(root, c) is hoisted out of the scan
-        return keys.fold_in(generation_key, purpose)
-
+    key_for = _key_for(chain_key, t)
     size = Sizes(sizes[0][t - 1], sizes[1][t - 1])
 
     def draw_real(key, n):
@@ -236,11 +262,21 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
 
     if plan.path == "exact":
 
-        def draw_stats(key, n):
-            return model.sample_stats(key, select(t, truth, state.params), n)
+        if noise is None:
 
-        def draw_real_stats(key, n):
-            return model.sample_stats(key, truth, n)
+            def draw_stats(key, n):
+                return model.sample_stats(key, select(t, truth, state.params), n)
+
+            def draw_real_stats(key, n):
+                return model.sample_stats(key, truth, n)
+        else:
+            drawn = iter(noise)
+
+            def draw_stats(key, n):
+                return model.stats_from_noise(select(t, truth, state.params), next(drawn), n)
+
+            def draw_real_stats(key, n):
+                return model.stats_from_noise(truth, next(drawn), n)
 
         stats, buffer = regime.assemble_stats(key_for, t, size, model, draw_stats, draw_real_stats, state.buffer)
         params = model.fit_from_stats(stats, state.params)
@@ -263,7 +299,9 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
 
 
 def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, reference, chains):
-    """``body(carry, t) -> (carry, outputs)``: one generation of every chain and its per-generation summaries."""
+    """``body(carry, t) -> (carry, outputs)``: one generation of every chain and its per-generation summaries;
+    with ``plan.noise_block > 1``, ``body(carry, (t, noise))`` where ``noise`` is the generation's slice of
+    ``block_noise(carry, ts)``, the random input of generations ``ts`` of every chain (the second return value)."""
     step = functools.partial(_chain_step, plan)
     chain_keys = jax.vmap(lambda c: jax.random.fold_in(root, c))(chains)
     truth, truth_axis = _chain_truths(plan, root, truth, chains)
@@ -273,9 +311,17 @@ def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, refere
 
     zero = jnp.minimum(t_start, 0).astype(jnp.zeros(()).dtype)  # 0 at run time (t_start >= 1), opaque to XLA
 
-    def body(carry, t):
-        in_axes = (0, 0, None, None, truth_axis, None, ref_axis)
-        args = (chain_keys, carry, t, sizes, truth, real_data, reference)
+    def block_noise(carry, ts):
+        def generation(t):
+            return jax.vmap(functools.partial(_chain_noise, plan), in_axes=(0, 0, None, None, truth_axis))(
+                chain_keys, carry, t, sizes, truth)
+
+        return jax.vmap(generation)(ts)
+
+    def body(carry, xs):
+        t, noise = xs if plan.noise_block > 1 else (xs, None)
+        in_axes = (0, 0, None, None, truth_axis, None, ref_axis, None if noise is None else 0)
+        args = (chain_keys, carry, t, sizes, truth, real_data, reference, noise)
         if plan.chain_batch is None:
             carry, values = jax.vmap(step, in_axes=in_axes)(*args)
         else:
@@ -287,13 +333,33 @@ def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, refere
             out["trajectories"] = values
         return carry, out
 
-    return body
+    return body, block_noise
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "length"))
 def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, real_data, reference, chains):
-    body = _generation_body(plan, root, t_start, sizes, truth, real_data, reference, chains)
-    return jax.lax.scan(body, state, t_start + jnp.arange(length))
+    body, block_noise = _generation_body(plan, root, t_start, sizes, truth, real_data, reference, chains)
+    if plan.noise_block == 1:
+        return jax.lax.scan(body, state, t_start + jnp.arange(length))
+    # Blocks of equal size covering the chunk; the last block may run up to num_blocks - 1 generations past its
+    # end, whose steps leave the state unchanged and whose outputs are dropped (one compiled inner loop).
+    num_blocks = -(-length // plan.noise_block)
+    size = -(-length // num_blocks)
+    padded = num_blocks * size > length
+    t_end = t_start + length
+
+    def step(carry, xs):
+        new, out = body(carry, xs)
+        if padded:
+            new = jax.tree.map(lambda a, b: jnp.where(xs[0] < t_end, a, b), new, carry)
+        return new, out
+
+    def block(carry, ts):  # the random input of a block of generations at once, then a step per generation
+        return jax.lax.scan(step, carry, (ts, block_noise(carry, ts)))
+
+    ts = t_start + jnp.arange(num_blocks * size).reshape(num_blocks, size)
+    state, out = jax.lax.scan(block, state, ts)
+    return state, jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:])[:length], out)
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "capacity"))
@@ -302,7 +368,7 @@ def _run_chunk_dynamic(plan: _Plan, capacity: int, root, state, t_start, length,
     """``length`` (traced, 1 <= length <= capacity) generations from ``t_start``: one compiled program serves every
     chunk length. Outputs fill the first ``length`` rows of ``capacity``-row arrays; also returns the chains'
     status (:func:`_chain_status`) for the host's decisions between chunks."""
-    body = _generation_body(plan, root, t_start, sizes, truth, real_data, reference, chains)
+    body, _ = _generation_body(plan, root, t_start, sizes, truth, real_data, reference, chains)
     _, example = jax.eval_shape(body, state, t_start)
     rows = jax.tree.map(lambda leaf: jnp.zeros((capacity,) + leaf.shape, leaf.dtype), example)
 
@@ -458,6 +524,29 @@ def _check_absorbing(model, regime, path, stop_when_absorbed, compact, devices, 
             raise ValueError(f"compact=True runs on one device: got devices={devices!r}")
         if checkpoint is not None:
             raise ValueError("compact=True cannot be combined with checkpoint=: the chains' state changes shape")
+
+
+_NOISE_LANES = 32768
+_NOISE_BLOCK_MAX = 1024
+_NOISE_BYTES = 2**24
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_bytes(model) -> int:
+    """Bytes of one ``model.stats_noise`` draw (traced once per model: tracing costs tens of milliseconds)."""
+    example = jax.eval_shape(lambda k: model.stats_noise(k, 2), jax.random.key(0))
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(example))
+
+
+def _noise_block(model, num_chains: int) -> int:
+    """Generations per noise block on the exact path: enough that a block holds about ``_NOISE_LANES`` chain-
+    generations (XLA:CPU compiles the hash-heavy noise into few wide loops only for arrays of a few thousand
+    elements; for 100 chains a block of 82 generations halves the exact step's cost), at most
+    ``_NOISE_BLOCK_MAX`` generations and ``_NOISE_BYTES`` of noise (two draws per generation at most)."""
+    per_lane = 2 * _noise_bytes(model)
+    by_lanes = -(-_NOISE_LANES // num_chains)
+    by_bytes = _NOISE_BYTES // (per_lane * num_chains)
+    return max(1, min(_NOISE_BLOCK_MAX, by_lanes, by_bytes))
 
 
 def _positive_int(name, value, minimum=1):
@@ -654,6 +743,9 @@ def simulate(
         stop_when_absorbed=bool(stop_when_absorbed),
         compact=bool(compact),
     )
+    if path == "exact" and getattr(run_model, "blocked_noise", False) and chain_batch is None and not (
+            stop_when_absorbed or compact):
+        plan = dataclasses.replace(plan, noise_block=_noise_block(run_model, num_chains))
     if path == "sample":
         rows_per_chain = regime.buffer_rows(layout)
         if rows_per_chain:

@@ -193,23 +193,51 @@ class Gaussian:
     # ----------------------------------------------------------------- exact path
     def sample_stats(self, key: jax.Array, params: GaussianParams, n: jax.Array) -> GaussianStats:
         """Exact sufficient statistics of ``n`` draws (``n`` may be traced), by (z̄, Bartlett)."""
-        d, dtype = self.dim, params.mean.dtype
-        n = jnp.asarray(n, dtype)
-        dof = n - 1 - jnp.arange(d, dtype=dtype)  # chi-square degrees of freedom of the Bartlett diagonal
-        shapes = jnp.maximum(dof, 1.0) / 2
-        scale = jnp.exp(params.log_scale)
+        return self.stats_from_noise(params, self.stats_noise(key, n, params.mean.dtype), n)
+
+    def _bartlett_dof(self, n: jax.Array, dtype):
+        """Chi-square degrees of freedom of the Bartlett diagonal, and the gamma shapes drawn for them."""
+        dof = jnp.asarray(n, dtype) - 1 - jnp.arange(self.dim, dtype=dtype)
+        return dof, jnp.maximum(dof, 1.0) / 2
+
+    @property
+    def blocked_noise(self) -> bool:
+        """Whether the engine may draw :meth:`stats_noise` for a block of generations before stepping through them.
+        In one dimension this changes no bit and halves the cost of the exact step (tests); for d > 1 the step's
+        small matrix products round differently in the last bit when their noise comes from outside the step."""
+        return self.dim == 1
+
+    def stats_noise(self, key: jax.Array, n: jax.Array, dtype=None) -> tuple:
+        """The random input of :meth:`sample_stats`, which does not depend on the parameters: the standard normal
+        mean direction ``z`` (d,), the log Gamma draws of the Bartlett diagonal (d,) and, for d > 1, the standard
+        normals below the diagonal (d, d), in ``dtype`` (default: JAX's default float). The engine draws it for many
+        generations at once."""
+        d = self.dim
+        _, shapes = self._bartlett_dof(n, jnp.zeros((), dtype).dtype)
+        dtype = shapes.dtype
         if d == 1:  # one Threefry call gives the whole step's randomness (the exact path's hot loop)
             z, log_g = normal_and_log_gamma(key, shapes[0])
-            mean = params.mean + scale * params.factor[0, 0] * z / jnp.sqrt(jnp.maximum(n, 1.0))
-            half_log_diag = jnp.where(dof[0] > 0, 0.5 * (jnp.log(2.0) + log_g), -jnp.inf)
-            return GaussianStats(n, mean, jnp.ones((1, 1), dtype), params.log_scale + half_log_diag)
+            return z[None], log_g[None]
         k_mean, k_diag, k_off = jax.random.split(key, 3)
         z = jax.random.normal(k_mean, (d,), dtype)
+        log_g = jax.vmap(log_gamma)(jax.random.split(k_diag, d), shapes)
+        return z, log_g, jax.random.normal(k_off, (d, d), dtype)
+
+    def stats_from_noise(self, params: GaussianParams, noise: tuple, n: jax.Array) -> GaussianStats:
+        """:meth:`sample_stats` given its random input ``noise`` (:meth:`stats_noise`)."""
+        d, dtype = self.dim, params.mean.dtype
+        dof, _ = self._bartlett_dof(n, dtype)
+        n = jnp.asarray(n, dtype)
+        scale = jnp.exp(params.log_scale)
+        z, log_g = noise[0], noise[1]
+        if d == 1:
+            mean = params.mean + scale * params.factor[0, 0] * z[0] / jnp.sqrt(jnp.maximum(n, 1.0))
+            half_log_diag = jnp.where(dof[0] > 0, 0.5 * (jnp.log(2.0) + log_g[0]), -jnp.inf)
+            return GaussianStats(n, mean, jnp.ones((1, 1), dtype), params.log_scale + half_log_diag)
         mean = params.mean + scale * (params.factor @ z) / jnp.sqrt(jnp.maximum(n, 1.0))
-        log_chi2 = jnp.log(2.0) + jax.vmap(log_gamma)(jax.random.split(k_diag, d), shapes)
-        half_log_diag = jnp.where(dof > 0, 0.5 * log_chi2, -jnp.inf)
+        half_log_diag = jnp.where(dof > 0, 0.5 * (jnp.log(2.0) + log_g), -jnp.inf)
         columns_alive = jnp.arange(d) < n - 1
-        below = jnp.tril(jax.random.normal(k_off, (d, d), dtype), -1) * columns_alive[None, :]
+        below = jnp.tril(noise[2], -1) * columns_alive[None, :]
         bartlett = below + jnp.diag(jnp.exp(half_log_diag))
         factor, log_scale = _normalise(params.factor @ bartlett, params.log_scale)
         return GaussianStats(n, mean, factor, log_scale)
