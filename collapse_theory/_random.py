@@ -39,18 +39,28 @@ def _words(key: jax.Array, n: int) -> jax.Array:
 
 
 def unit_uniforms(key: jax.Array, n: int, dtype) -> jax.Array:
-    """``n`` uniforms on the open interval (0, 1) (the smallest value is the dtype's ``tiny``)."""
+    """``n`` uniforms on the open interval (0, 1): multiples k·ε of the dtype's ε (2⁻²³ or 2⁻⁵²), with k = 0
+    replaced by ε/2, so that :func:`standard_normal_from_uniform` stays finite (about −5.3 and −8.3 at most)."""
     dtype = jnp.dtype(dtype)
     if dtype == jnp.float64:
         w = _words(key, 2 * n).astype(jnp.uint64)
-        bits = (w[:n] << np.uint64(32)) | w[n:]
+        return uniforms_from_bits((w[:n] << np.uint64(32)) | w[n:], dtype)
+    return uniforms_from_bits(_words(key, n), dtype)
+
+
+def uniforms_from_bits(bits: jax.Array, dtype) -> jax.Array:
+    """Uniforms on (0, 1) from random uint32 (float32) or uint64 (float64) words (their top 23 or 52 bits)."""
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float64:
         mantissa = (bits >> np.uint64(12)) | np.uint64(0x3FF0000000000000)
         u = jax.lax.bitcast_convert_type(mantissa, jnp.float64) - 1.0
+        step = np.finfo(np.float64).eps
     else:
-        bits = _words(key, n)
         mantissa = (bits >> np.uint32(9)) | np.uint32(0x3F800000)
-        u = (jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0).astype(dtype)
-    return jnp.maximum(u, jnp.finfo(dtype).tiny)
+        u = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+        step = np.finfo(np.float32).eps
+    # k = 0 would give 2u - 1 = -1 and an infinite normal; ε/2 is exact and keeps the law within ε/2 of uniform
+    return jnp.maximum(u, step / 2).astype(dtype)
 
 
 def standard_normal_from_uniform(u: jax.Array) -> jax.Array:

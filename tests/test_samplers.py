@@ -74,6 +74,22 @@ def test_unit_uniforms_are_uniform_on_the_open_interval(dtype):
     assert stats.kstest(u.ravel() ** 1.02, "uniform").pvalue < 1e-3
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_extreme_words_give_finite_normals(dtype):
+    """A word whose uniform bits are all zero (probability 2^-23 per float32 draw: one chain-generation in 8
+    million on the 1-D exact path) must give a finite normal. Catches the floor at the dtype's ``tiny``, for
+    which 2u - 1 rounds to -1 and the normal is -inf (a chain's mean, then every later value, non-finite)."""
+    from collapse_theory._random import standard_normal_from_uniform, uniforms_from_bits
+
+    word = jnp.uint64 if dtype == jnp.float64 else jnp.uint32
+    bits = jnp.asarray([0, 1 << (12 if dtype == jnp.float64 else 9), jnp.iinfo(word).max], word)
+    u = uniforms_from_bits(bits, dtype)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_array_equal(np.asarray(u), [eps / 2, eps, 1 - eps])
+    z = np.asarray(standard_normal_from_uniform(u))
+    assert np.all(np.isfinite(z)) and -9 < z[0] < z[1] < 0 < z[2] < 9
+
+
 def test_normal_and_log_gamma_are_independent_with_the_right_laws():
     a = 4.5
     z, lg = jax.vmap(lambda k: normal_and_log_gamma(k, a))(jax.random.split(jax.random.key(9), 100_000))
