@@ -11,11 +11,28 @@ import pytest
 from collapse_theory import checks
 
 
+def _configure_worker(cache: str) -> None:
+    """The suite's JAX settings (conftest.py) in a spawned worker: float64, strict rank promotion, the test cache."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    if cache != "0":
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 @pytest.fixture(scope="module")
 def quick_rows():
+    """Every check in quick mode, one family per worker process on two workers (the CLI's runner; rows do not
+    depend on the worker count: tests/test_cli.py)."""
+    import jax
+
+    cache = jax.config.jax_compilation_cache_dir or "0"
     rows = {}
-    for check in checks.CHECKS.values():
-        rows[check.name] = checks.run_check(check, quick=True, seed=0)
+    for row in checks.run_checks_parallel(list(checks.CHECKS.values()), 2, quick=True, seed=0,
+                                          worker_init=_configure_worker, worker_args=(cache,)):
+        rows.setdefault(row["name"], []).append(row)
     return rows
 
 
