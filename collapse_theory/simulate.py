@@ -83,7 +83,7 @@ class _Plan:
     after_first: bool = False  # chunks start at t >= 2: the truth never stands in for the params (compacted models)
     stop_when_absorbed: bool = False  # report whether every chain is absorbed after each chunk
     compact: bool = False  # report the largest live support after each chunk
-    noise_block: int = 1  # exact path: generations whose random input is drawn together (:func:`_block_noise`)
+    noise_block: int = 1  # exact path: generations whose random input is drawn together (:func:`_run_chunk`)
 
 
 @dataclasses.dataclass
@@ -544,7 +544,7 @@ def _noise_bytes(model) -> int:
 def _noise_block(model, num_chains: int) -> int:
     """Generations per noise block on the exact path: enough that a block holds about ``_NOISE_LANES`` chain-
     generations (XLA:CPU compiles the hash-heavy noise into few wide loops only for arrays of a few thousand
-    elements; for 100 chains a block of 82 generations halves the exact step's cost), at most
+    elements; 100 chains get blocks of 328 generations, and their exact step costs half as much), at most
     ``_NOISE_BLOCK_MAX`` generations and ``_NOISE_BYTES`` of noise (two draws per generation at most)."""
     per_lane = 2 * _noise_bytes(model)
     by_lanes = -(-_NOISE_LANES // num_chains)
