@@ -168,7 +168,7 @@ class Gaussian:
     def sample(self, key: jax.Array, params: GaussianParams, n: int) -> jax.Array:
         """``n`` draws :math:`\\mu + e^{s} F z`, shape (n, d)."""
         if self.dim == 1:
-            z = jax.random.normal(key, (n,), params.mean.dtype)  # fused into the fit's sums (standard_normals)
+            z = jax.random.normal(key, (n,), params.mean.dtype)  # not standard_normals: slower where sums fuse it
             return (params.mean[0] + jnp.exp(params.log_scale) * params.factor[0, 0] * z)[:, None]
         z = standard_normals(key, (self.dim, n), params.mean.dtype)  # long axis last: faster on CPU
         return (params.mean[:, None] + jnp.exp(params.log_scale) * (params.factor @ z)).T
