@@ -238,7 +238,7 @@ def _chain_noise(plan: _Plan, chain_key, state: ChainState, t, sizes, truth):
 
     def recorder(like):
         def record(key, n):
-            drawn.append(model.stats_noise(key, n, jax.tree.leaves(like)[0].dtype))
+            drawn.append(model.stats_noise(key, n, jnp.result_type(*jax.tree.leaves(like))))
             return model.stats_from_noise(like, drawn[-1], n)
 
         return record

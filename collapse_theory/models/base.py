@@ -49,10 +49,11 @@ Exact path (families with sufficient statistics), in addition:
   more than ``max_draw`` (a static int the engine gets from ``regime.max_exact_draw(sizes)``), e.g. one that need
   not compile a fallback sampler for larger draws. It must give the same results.
 * optional noise blocks: ``stats_noise(key, n, dtype) -> noise`` (the random input of ``sample_stats``, which must
-  not depend on the parameters), ``stats_from_noise(params, noise, n) -> stats`` (with ``sample_stats(key, params,
-  n) == stats_from_noise(params, stats_noise(key, n, params' dtype), n)``) and ``blocked_noise = True``: the engine
-  then draws the noise of a block of generations of every chain at once before stepping through them, which
-  must change no bit (test it: XLA may round a step's arithmetic differently when its input comes from outside).
+  not depend on the parameters), ``stats_from_noise(params, noise, n) -> stats`` and ``blocked_noise = True``, with
+  ``sample_stats(key, params, n) == stats_from_noise(params, stats_noise(key, n, dtype), n)`` for ``dtype`` the
+  ``jnp.result_type`` of the parameters' leaves: the engine then draws the noise of a block of generations of every
+  chain at once before stepping through them, which must change no bit (test it: XLA may round a step's
+  arithmetic differently when its input comes from outside).
 """
 
 from __future__ import annotations
