@@ -76,20 +76,39 @@ def _write(buffer, block, start):
     )
 
 
-def _floyd_subset(key, pool_size, m: int) -> jax.Array:
+_FLOYD_TABLE_FROM = 256
+"""Subsets of at least this many rows test membership in a table over the pool instead of scanning the rows
+chosen so far (the same draws and the same subset; measured on 2 CPU cores with 100 chains: M = 1000 from a
+10⁵-row pool 229 → 90 µs per chain-generation, M = 316 27 → 21 µs; at M = 100 the scan is faster, 6.8 vs 8.7)."""
+
+
+def _floyd_subset(key, pool_size, m: int, capacity: int | None = None) -> jax.Array:
     """``m`` distinct indices, a uniformly random subset of ``range(pool_size)`` (Floyd's algorithm).
 
     Step j draws r uniform on [0, J] with J = pool_size - m + j and keeps r unless it was already chosen, in which
-    case it keeps J (which cannot have been chosen). ``pool_size >= m`` may be traced; ``m`` is static.
+    case it keeps J (which cannot have been chosen). ``pool_size >= m`` may be traced; ``m`` is static. "Already
+    chosen" is a scan of the rows chosen so far (O(m) per step), or, when ``m >= _FLOYD_TABLE_FROM`` and the
+    static ``capacity >= pool_size`` is given, a lookup in a boolean table of ``capacity`` entries (O(1) per step
+    after an O(capacity) fill): both give the same subset from the same key.
     """
     tops = pool_size - m + jnp.arange(m, dtype=jnp.int32)
     draws = jax.random.randint(key, (m,), 0, tops + 1, dtype=jnp.int32)
+    if capacity is None or m < _FLOYD_TABLE_FROM:
 
-    def step(j, chosen):
+        def step(j, chosen):
+            r = draws[j]
+            return chosen.at[j].set(jnp.where(jnp.any(chosen == r), tops[j], r))
+
+        return jax.lax.fori_loop(0, m, step, jnp.full((m,), -1, jnp.int32))
+
+    def table_step(j, state):
+        chosen, taken = state
         r = draws[j]
-        return chosen.at[j].set(jnp.where(jnp.any(chosen == r), tops[j], r))
+        pick = jnp.where(taken[r], tops[j], r)
+        return chosen.at[j].set(pick), taken.at[pick].set(True)
 
-    return jax.lax.fori_loop(0, m, step, jnp.full((m,), -1, jnp.int32))
+    start = (jnp.zeros((m,), jnp.int32), jnp.zeros((capacity,), bool))
+    return jax.lax.fori_loop(0, m, table_step, start)[0]
 
 
 class _NoBuffer:
@@ -183,16 +202,17 @@ class AccumulateSubsample(Accumulate):
 
     With a constant sample size the valid pool rows are the prefix of length :math:`tM` and the subset is drawn by
     Floyd's algorithm (M random integers and M membership tests: O(M²) per generation, independent of the pool
-    size). With a varying schedule the subset is the :math:`M_t` valid rows with the largest Gumbel keys (O(pool)
-    per generation). Both are exactly uniform without replacement. There is no exact path: the subset shares
-    points across generations, so the pool itself must be kept.
+    size; from M = 256 on, each test is a lookup in a boolean table over the pool's rows, O(M) plus a fill of one
+    byte per pool row). With a varying schedule the subset is the :math:`M_t` valid rows with the largest Gumbel
+    keys (O(pool) per generation). Both are exactly uniform without replacement. There is no exact path: the
+    subset shares points across generations, so the pool itself must be kept.
     """
 
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
         m_max = layout.m_max
         data_buf, weight_buf = self._pool(key_for, t, sizes, m_max, draw, buffer)
         if layout.constant_size:
-            index = _floyd_subset(key_for(SUBSAMPLE), sizes.pool.astype(jnp.int32), m_max)
+            index = _floyd_subset(key_for(SUBSAMPLE), sizes.pool.astype(jnp.int32), m_max, weight_buf.shape[0])
         else:
             scores = jax.random.gumbel(key_for(SUBSAMPLE), weight_buf.shape, weight_buf.dtype)
             scores = jnp.where(weight_buf > 0, scores, -jnp.inf)

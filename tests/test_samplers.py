@@ -100,3 +100,15 @@ def test_normal_and_log_gamma_are_independent_with_the_right_laws():
     high = g > np.median(g)
     assert stats.ks_2samp(z[high], z[~high]).pvalue > 1e-3
     assert stats.ks_2samp(np.abs(z[high]), np.abs(z[~high])).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("pool_size, m", [(256, 256), (300, 256), (5000, 300), (4000, 1000)])
+def test_floyd_table_gives_the_scan_s_subset(pool_size, m):
+    """The table lookup (m >= 256) and the scan of the chosen rows are two membership tests for the same Floyd
+    steps: same key, same subset, index for index. Catches a table that misses a repeat (a duplicate row), one
+    that marks the draw instead of the kept row, or one smaller than the pool."""
+    ks = jax.random.split(jax.random.key(pool_size + m), 64)
+    scan = jax.jit(jax.vmap(lambda k: _floyd_subset(k, jnp.int32(pool_size), m)))(ks)
+    table = jax.jit(jax.vmap(lambda k: _floyd_subset(k, jnp.int32(pool_size), m, capacity=5000)))(ks)
+    np.testing.assert_array_equal(table, scan)
+    assert all(len(set(row)) == m for row in np.asarray(table).tolist())
