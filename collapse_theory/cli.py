@@ -168,6 +168,23 @@ def _configure_scale(args) -> None:
         initialize(args.coordinator, args.num_processes, args.process_id)
 
 
+def _explain_nonfinite_mean(res, name: str, path: str) -> None:
+    """A mean over chains is ±inf or NaN when one chain's value is: say so, with the median where recorded."""
+    import math
+
+    mean = float(res.mean(name)[-1])
+    if math.isfinite(mean):
+        return
+    levels = [float(q) for q in res.quantile_levels]
+    median = f"; median over chains {res.quantile(name, 0.5)[-1]:.6g}" if 0.5 in levels else ""
+    why = ""
+    if path == "sample" and name.startswith("log_"):
+        why = (" (on the sample path the fitted spread of a long collapsing chain underflows to 0 in float32: "
+               "--path exact carries it in log scale, --x64 delays it)")
+    print(f"    {name}: at least one chain's final value is {mean:g}, so the mean and SE are not finite{why}"
+          f"{median}")
+
+
 def _cmd_run(args) -> int:
     _configure_jax(args.x64)
     _configure_scale(args)
@@ -223,6 +240,7 @@ def _cmd_run(args) -> int:
                          "surviving", "lost_mass", "tail_mass") if n in res.summary]
     for n in names:
         print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE)")
+        _explain_nonfinite_mean(res, n, args.path)
     return 0
 
 

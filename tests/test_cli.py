@@ -49,6 +49,20 @@ def test_run_categorical_compact_stops_when_absorbed(tmp_path, capsys):
     assert res.final_params["probs"].shape == (32, 200) and "ids" not in res.final_params
 
 
+def test_run_explains_an_infinite_final_mean(tmp_path, capsys):
+    """A float32 sample-path chain collapses until its samples are all equal (σ ≪ |μ|·eps): its fitted variance is
+    0 and log σ² = -inf, so the mean over chains is -inf and its SE NaN. The summary must say why, not print a
+    bare "-inf ± nan"; a finite mean (the exact path) gets no such line."""
+    common = ["run", "--ddof", "0", "--num-samples", "2", "--num-chains", "32", "--num-generations", "300",
+              "--no-progress"]
+    assert main(common + ["--path", "sample", "--out", str(tmp_path / "s.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "final E log_variance = -inf" in out
+    assert "log_variance: at least one chain's final value is -inf" in out and "--path exact" in out
+    assert main(common + ["--path", "exact", "--out", str(tmp_path / "e.npz")]) == 0
+    assert "not finite" not in capsys.readouterr().out
+
+
 def test_run_requires_ddof(capsys):
     with pytest.raises(SystemExit, match="--ddof is required"):
         main(["run", "--num-chains", "4", "--num-generations", "2"])
