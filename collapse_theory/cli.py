@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-MODELS = ("gaussian", "categorical")  # `run` families; the others run through the Python API
+MODELS = ("gaussian", "categorical", "regression")  # `run` families; the others run through the Python API
 REGIME_NAMES = ("replace", "accumulate", "accumulate-subsample", "replace-grown", "fresh-fraction")
 SCHEDULES = ("constant", "linear", "power")
 
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="constant M; linear M + slope (t-1); power round(M t^exponent)")
     run.add_argument("--slope", type=int, default=1, help="linear schedule: increment per generation")
     run.add_argument("--exponent", type=float, default=1.5, help="power schedule: exponent")
-    run.add_argument("--dim", type=int, default=1, help="Gaussian dimension d")
+    run.add_argument("--dim", type=int, default=1, help="Gaussian or regression dimension d")
     run.add_argument("--ddof", type=int, choices=(0, 1), default=None,
                      help="0 = maximum likelihood (np.std), 1 = unbiased; required for the Gaussian")
     run.add_argument("--gamma", type=float, default=None, help="fresh-fraction regime: fraction of real data")
@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--temperature", type=float, default=1.0,
                      help="categorical: sampling temperature of fitted models")
     run.add_argument("--smoothing", type=float, default=0.0, help="categorical: add-alpha smoothing of the refit")
+    run.add_argument("--noise-sd", type=float, default=1.0, help="regression: label noise σ")
+    run.add_argument("--ridge", type=float, default=0.0, help="regression: ridge λ >= 0 (0 = OLS / minimum norm)")
+    run.add_argument("--design", choices=("fresh", "fixed"), default="fresh",
+                     help="regression: a new design X every generation, or one fixed X per chain (relabelled)")
+    run.add_argument("--design-rows", type=int, default=None,
+                     help="regression, --design fixed: rows T of the fixed design")
+    run.add_argument("--model-size", type=int, default=None,
+                     help="regression: m random projections (v^T S x; default: the plain linear model)")
+    run.add_argument("--test-labels", choices=("clean", "noisy"), default="clean",
+                     help="regression: test_error without σ² (excess risk) or with it")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("results/run.npz"))
     run.add_argument("--x64", action="store_true", help="float64 (default float32)")
@@ -195,6 +205,14 @@ def _cmd_run(args) -> int:
     truth = None
     if args.model == "categorical":
         model, truth = _categorical_model(args)
+    elif args.model == "regression":
+        from .models.regression import LinearRegression
+
+        if args.ddof is not None:
+            raise SystemExit("collapse-theory run: --ddof applies to the Gaussian, not --model regression")
+        model = LinearRegression(dim=args.dim, noise_sd=args.noise_sd, ridge=args.ridge, design=args.design,
+                                 design_rows=args.design_rows, model_size=args.model_size,
+                                 test_labels=args.test_labels)
     else:
         if args.ddof is None:
             raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
@@ -237,7 +255,7 @@ def _cmd_run(args) -> int:
     if "absorbed_at_generation" in res.metadata:
         print(f"  every chain absorbed by generation {res.metadata['absorbed_at_generation']} (later rows filled)")
     names = [n for n in ("log_variance", "log_trace_ratio", "sq_mean_error", "w2_squared", "heterozygosity", "entropy",
-                         "surviving", "lost_mass", "tail_mass") if n in res.summary]
+                         "surviving", "lost_mass", "tail_mass", "test_error", "weight_norm_sq") if n in res.summary]
     for n in names:
         print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE)")
         _explain_nonfinite_mean(res, n, args.path)
@@ -386,7 +404,7 @@ def _cmd_demo(args) -> int:
 def _cmd_list(args) -> int:
     from . import checks
 
-    print("models:   " + ", ".join(MODELS) + " (collapse-theory run); Python API also: LinearRegression, "
+    print("models:   " + ", ".join(MODELS) + " (collapse-theory run); Python API also: "
           "GaussianMixture, KernelDensity, NGram, VAE (collapse_theory.models)")
     print("regimes:  " + ", ".join(REGIME_NAMES))
     print("checks:")
@@ -410,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as err:
         print(f"collapse-theory {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `collapse-theory list | head`: the reader left; end quietly, as `ls | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

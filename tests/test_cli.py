@@ -19,6 +19,17 @@ def test_module_help_subprocess():
         assert word in out.stdout
 
 
+def test_list_into_a_closed_pipe_ends_quietly():
+    """``collapse-theory list | head -1``: the reader leaves early; no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "collapse_theory", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("models:")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_run_writes_npz_and_json(tmp_path, capsys):
     out = tmp_path / "r.npz"
     code = main(["run", "--ddof", "1", "--num-chains", "64", "--num-generations", "12", "--num-samples", "10",
@@ -61,6 +72,26 @@ def test_run_explains_an_infinite_final_mean(tmp_path, capsys):
     assert "log_variance: at least one chain's final value is -inf" in out and "--path exact" in out
     assert main(common + ["--path", "exact", "--out", str(tmp_path / "e.npz")]) == 0
     assert "not finite" not in capsys.readouterr().out
+
+
+def test_run_regression_flags_reach_the_model(tmp_path, capsys):
+    """``run --model regression``: the replace chain's excess risk after n fits is n σ² d/(T−d−1) (THEORY.md §3.1,
+    ``theory.regression.replace_excess_risk``). A flag that does not reach the model fails: ignoring
+    ``--noise-sd 2`` (σ² = 1) or ``--num-samples`` (another T) moves the value by many standard errors."""
+    from collapse_theory.theory import regression as reg_theory
+
+    out = tmp_path / "reg.npz"
+    code = main(["run", "--model", "regression", "--dim", "4", "--noise-sd", "2", "--num-samples", "20",
+                 "--num-chains", "2000", "--num-generations", "5", "--x64", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "final E test_error" in capsys.readouterr().out
+    res = SimulationResult.load(out)
+    sim, se = res.mean("test_error")[-1], res.se("test_error")[-1]
+    theory = reg_theory.replace_excess_risk(5, 4, 20, noise_var=4.0)
+    assert abs(sim - theory) / se < 4, (sim, se, theory)
+    for wrong in (reg_theory.replace_excess_risk(5, 4, 20, noise_var=1.0),
+                  reg_theory.replace_excess_risk(5, 4, 30, noise_var=4.0)):
+        assert abs(sim - wrong) / se > 4, (sim, se, wrong)
 
 
 def test_run_requires_ddof(capsys):
