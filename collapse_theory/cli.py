@@ -252,7 +252,7 @@ def _cmd_run(args) -> int:
     g = res.generations[-1]
     print(f"wrote {out} and {out.with_suffix('.json')}  ({res.num_chains} chains x {g} generations, "
           f"x64={res.metadata['x64']}, {res.metadata['wall_time_s']:.1f} s)")
-    if "absorbed_at_generation" in res.metadata:
+    if res.metadata.get("absorbed_at_generation") is not None:
         print(f"  every chain absorbed by generation {res.metadata['absorbed_at_generation']} (later rows filled)")
     names = [n for n in ("log_variance", "log_trace_ratio", "sq_mean_error", "w2_squared", "heterozygosity", "entropy",
                          "surviving", "lost_mass", "tail_mass", "test_error", "weight_norm_sq") if n in res.summary]

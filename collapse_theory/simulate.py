@@ -642,7 +642,8 @@ def simulate(
         computes (the chains no longer change and absorbed metrics are deterministic). Chunks grow geometrically
         (1, 1, 2, 4, … generations, at most ``chunk_size``, default ``min(G, 4096)``) and the check runs between
         chunks, so a run stops within a chunk of the last absorption. The metadata record
-        ``absorbed_at_generation``.
+        ``absorbed_at_generation``: the last generation simulated, or None when the run went to the end (some
+        chain was still live before the last chunk).
       compact: exact path, models with a ``compacted`` hook (:class:`~collapse_theory.models.Categorical` without
         smoothing): between chunks, move every chain to a smaller static **support** (a power of two) once the
         largest number of live outcomes over chains fits in an eighth of the current one (in half, when enough
@@ -911,7 +912,7 @@ def simulate(
         metadata["mesh"] = {"axis": "chains", "size": int(mesh.size)}
     if t_done:
         metadata["resumed_from_generation"] = t_done
-    if absorbed_at is not None:
+    if stop_when_absorbed:
         metadata["absorbed_at_generation"] = absorbed_at
     if compact:
         metadata["support_schedule"] = support_schedule
