@@ -338,7 +338,7 @@ def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, refere
     return body, block_noise
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "length"))
+@functools.partial(jax.jit, static_argnames=("plan", "length"), donate_argnames=("state",))
 def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, real_data, reference, chains):
     body, block_noise = _generation_body(plan, root, t_start, sizes, truth, real_data, reference, chains)
     if plan.noise_block == 1:
@@ -364,7 +364,7 @@ def _run_chunk(plan: _Plan, length: int, root, state, t_start, sizes, truth, rea
     return state, jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:])[:length], out)
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "capacity"))
+@functools.partial(jax.jit, static_argnames=("plan", "capacity"), donate_argnames=("state",))
 def _run_chunk_dynamic(plan: _Plan, capacity: int, root, state, t_start, length, sizes, truth, real_data,
                        reference, chains):
     """``length`` (traced, 1 <= length <= capacity) generations from ``t_start``: one compiled program serves every
@@ -427,7 +427,12 @@ compiled with these options also skip the exact path's noise blocks, which cost 
 def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic_length=None):
     """``_run_chunk`` (or ``_run_chunk_dynamic`` with capacity ``length`` when ``dynamic_length`` is given) through
     jit's own cache, or ahead-of-time compiled with ``compiler_options`` (cached here by plan, length, argument
-    shapes and options)."""
+    shapes and options).
+
+    Both **donate** the chain state (``args[1]``): the new state is written over the old one's buffers, so a run
+    holds one copy of its state, not two (a sample-path pool of 10⁵ rows × d = 100 for 100 chains is 4 GB; the
+    second copy cost 4 GB more and ~6 s of fresh-page faults in that cell of the Kazdan grid). The caller must not
+    use the state it passed in after the call."""
     if dynamic_length is not None:
         fn = _run_chunk_dynamic
         root, state, t_start, *rest = args
@@ -444,6 +449,21 @@ def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic
         compiled = fn.lower(plan, length, *args).compile(compiler_options=dict(compiler_options))
         _COMPILED[signature] = compiled
     return compiled(*args)
+
+
+def _donatable(state, others):
+    """``state`` with every leaf that is also another of its leaves or a leaf of ``others`` (the chunk's other
+    arguments) replaced by a copy: a donated buffer must appear once among a call's arguments. A model may hold one
+    array twice (the VAE's trained net and its generation-0 anchor start as the same arrays)."""
+    seen = {id(leaf) for leaf in jax.tree.leaves(others)}
+
+    def unique(leaf):
+        if id(leaf) in seen:
+            return jnp.copy(leaf)
+        seen.add(id(leaf))
+        return leaf
+
+    return jax.tree.map(unique, state)
 
 
 def _chain_truths(plan: _Plan, root, truth, chains):
@@ -861,7 +881,11 @@ def simulate(
         while committed[2] < num_generations:
             t_start = committed[2] + 1
             length = next_length(committed[2])
-            args = (root, committed[0], jnp.int32(t_start), table, truth_j, real_j, ref_j, chains)
+            # the chunk donates (overwrites) the state it is given; a checkpointed run keeps the committed state
+            # intact for the Ctrl-C save by giving it a copy
+            others = (table, truth_j, real_j, ref_j, chains)
+            given = _donatable(committed[0], others) if ckpt is None else jax.tree.map(jnp.copy, committed[0])
+            args = (root, given, jnp.int32(t_start), table, truth_j, real_j, ref_j, chains)
             if adaptive:
                 new_state, rows, status = _call_chunk(run_plan, chunk_size, args, compiler_options,
                                                       dynamic_length=length)

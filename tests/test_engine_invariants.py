@@ -382,3 +382,17 @@ def test_exact_noise_blocks_change_no_bit(monkeypatch, regime, x64):
                                           runs["none"].summary[metric]["quantiles"])
         for a, b in zip(_leaves(runs[label].final_params), _leaves(runs["none"].final_params), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_donated_state_repeats_no_buffer():
+    """The engine donates the chain state to each chunk; a donated buffer may appear only once among the call's
+    arguments. A state that holds one array twice (the VAE's net and anchor start equal) or shares one with the
+    truth gets copies for the repeats, and nothing else is copied."""
+    shared, truth_leaf, own = jnp.ones(3), jnp.zeros(2), jnp.arange(4.0)
+    state = {"net": shared, "anchor": shared, "truth_copy": truth_leaf, "own": own}
+    given = ENGINE._donatable(state, ({"w": truth_leaf}, None))
+    assert given["own"] is own and given["truth_copy"] is not truth_leaf
+    assert (given["net"] is shared) != (given["anchor"] is shared)  # the first in tree order is kept
+    np.testing.assert_array_equal(given["anchor"], shared)
+    np.testing.assert_array_equal(given["net"], shared)
+    np.testing.assert_array_equal(given["truth_copy"], truth_leaf)

@@ -126,24 +126,31 @@ def test_merge_rejects_mismatched_inputs(parts):
         merge_results([a, altered(b, config={"num_generations": 7})])
 
 
-def _interrupt_at(monkeypatch, call):
+def _interrupt_at(monkeypatch, call, after_running=False):
+    """Ctrl-C during chunk ``call``: before it starts, or once it has run (and consumed the donated state it was
+    given) but before its result is committed."""
     original, calls = ENGINE._call_chunk, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == call:
+            if after_running:
+                jax.block_until_ready(original(*args, **kwargs))
             raise KeyboardInterrupt  # as if Ctrl-C arrived while the chunk was running
         return original(*args, **kwargs)
 
     monkeypatch.setattr(ENGINE, "_call_chunk", interrupted)
 
 
-@pytest.mark.parametrize("resume_chunk", [2, 1])
-def test_resume_after_interrupt_is_bit_identical(tmp_path, monkeypatch, resume_chunk):
+@pytest.mark.parametrize("resume_chunk, after_running", [(2, False), (1, False), (2, True)])
+def test_resume_after_interrupt_is_bit_identical(tmp_path, monkeypatch, resume_chunk, after_running):
+    """``after_running``: the chunk overwrote (donated) the state it was given; the checkpoint must still hold
+    the last committed state, so a checkpointed run hands the chunk a copy (without it the save reads deleted
+    buffers and fails)."""
     kw = dict(KW, num_chains=8, trajectories=True)
     full = simulate(3, MODEL, **kw)
     ckpt = tmp_path / "run.ckpt.npz"
-    _interrupt_at(monkeypatch, 3)
+    _interrupt_at(monkeypatch, 3, after_running)
     with pytest.raises(KeyboardInterrupt):
         simulate(3, MODEL, checkpoint=ckpt, checkpoint_every=1e9, **kw)
     monkeypatch.undo()
