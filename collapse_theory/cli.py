@@ -112,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
 
     fig = sub.add_parser("figures", help="regenerate the figures from experiments/ into figures/")
     fig.add_argument("--quick", action="store_true")
-    fig.add_argument("--out", type=Path, default=Path("figures"))
+    fig.add_argument("--out", type=Path, default=None,
+                     help="output folder (default figures/; with --quick figures/quick/, git-ignored, so a quick "
+                          "pass never overwrites the full-size figures)")
     fig.add_argument("--only", action="append", default=None, help="figure name (repeatable)")
     fig.add_argument("--experiments-dir", type=Path, default=None)
 
@@ -385,7 +387,8 @@ def _cmd_figures(args) -> int:
         raise SystemExit(f"collapse-theory figures: unknown figure(s) {unknown}; known: {sorted(experiments)}")
     status = 0
     for name in names:
-        argv = ["--out", str(args.out)] + (["--quick"] if args.quick else [])
+        out = args.out or Path("figures/quick" if args.quick else "figures")
+        argv = ["--out", str(out)] + (["--quick"] if args.quick else [])
         print(f"== {name}", flush=True)
         status |= int(experiments[name].main(argv) or 0)
     return status

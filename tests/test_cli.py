@@ -94,6 +94,15 @@ def test_run_regression_flags_reach_the_model(tmp_path, capsys):
         assert abs(sim - wrong) / se > 4, (sim, se, wrong)
 
 
+def test_quick_figures_do_not_overwrite_the_full_size_ones(tmp_path, monkeypatch, capsys):
+    """``figures --quick`` (README set-up command) writes into figures/quick/, not over the committed figures/."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["figures", "--quick", "--only", "gaussian_classroom"]) == 0
+    assert sorted(p.name for p in (tmp_path / "figures" / "quick").iterdir()) == [
+        "gaussian_classroom.pdf", "gaussian_classroom.png"]
+    assert not list((tmp_path / "figures").glob("*.png"))
+
+
 def test_run_requires_ddof(capsys):
     with pytest.raises(SystemExit, match="--ddof is required"):
         main(["run", "--num-chains", "4", "--num-generations", "2"])
