@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -182,8 +183,6 @@ def _configure_scale(args) -> None:
 
 def _explain_nonfinite_mean(res, name: str, path: str) -> None:
     """A mean over chains is ±inf or NaN when one chain's value is: say so, with the median where recorded."""
-    import math
-
     mean = float(res.mean(name)[-1])
     if math.isfinite(mean):
         return
@@ -193,8 +192,8 @@ def _explain_nonfinite_mean(res, name: str, path: str) -> None:
     if path == "sample" and name.startswith("log_"):
         why = (" (on the sample path the fitted spread of a long collapsing chain underflows to 0 in float32: "
                "--path exact carries it in log scale, --x64 delays it)")
-    print(f"    {name}: at least one chain's final value is {mean:g}, so the mean and SE are not finite{why}"
-          f"{median}")
+    what = "NaN, or +inf and -inf" if math.isnan(mean) else f"{mean:g}"
+    print(f"    {name}: some chain's final value is {what}, so the mean and SE are not finite{why}{median}")
 
 
 def _cmd_run(args) -> int:
