@@ -204,13 +204,13 @@ def _cmd_run(args) -> int:
     from .simulate import simulate
 
     truth = None
+    if args.model != "gaussian" and args.ddof is not None:
+        raise SystemExit(f"collapse-theory run: --ddof applies to the Gaussian, not --model {args.model}")
     if args.model == "categorical":
         model, truth = _categorical_model(args)
     elif args.model == "regression":
         from .models.regression import LinearRegression
 
-        if args.ddof is not None:
-            raise SystemExit("collapse-theory run: --ddof applies to the Gaussian, not --model regression")
         model = LinearRegression(dim=args.dim, noise_sd=args.noise_sd, ridge=args.ridge, design=args.design,
                                  design_rows=args.design_rows, model_size=args.model_size,
                                  test_labels=args.test_labels)
@@ -311,8 +311,6 @@ def _categorical_model(args):
     from . import schedules
     from .models.categorical import Categorical
 
-    if args.ddof is not None:
-        raise SystemExit("collapse-theory run: --ddof applies to the Gaussian, not --model categorical")
     if args.schedule == "constant":
         sizes = schedules.Constant(args.num_samples).sizes(max(args.num_generations, 1))
     elif args.schedule == "linear":

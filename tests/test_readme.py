@@ -93,9 +93,8 @@ def small_simulate(monkeypatch):
         for name, cap in _SHRINK.items():
             if name in kwargs:
                 kwargs[name] = min(kwargs[name], cap)
-        for name in ("snapshots",):  # generations beyond the shrunk run
-            if name in kwargs:
-                kwargs[name] = tuple(t for t in kwargs[name] if t <= _SHRINK["num_generations"])
+        if "snapshots" in kwargs:  # drop generations beyond the shrunk run
+            kwargs["snapshots"] = tuple(t for t in kwargs["snapshots"] if t <= _SHRINK["num_generations"])
         calls.append(kwargs)
         return real(*args, **kwargs)
 
