@@ -551,7 +551,7 @@ def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
         ["regime", "path", "ours wall s", "compile s", "run s", "compiles", "NumPy full-grid est. s"],
         rows,
         note=f"ours: {grid_desc}; MLE, metrics {GRID_METRICS}, no quantiles; wall includes compiles "
-        f"(simulate.FAST_COMPILE: XLA CPU optimisation level 1).\n"
+        f"(simulate.FAST_COMPILE: XLA CPU optimisation level 1, loop emitters).\n"
         f"NumPy column: faithful loop (np.mean, np.cov(bias=True), np.random.multivariate_normal, subsample\n"
         f"without replacement from the concatenated pool) timed on {np_seeds_timed} seed x {np_iters} iterations "
         f"for every one of the 75 cells ({np_wall:.1f} s),\nextrapolated x{GRID_SEEDS} seeds"
