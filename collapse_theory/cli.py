@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-MODELS = ("gaussian", "categorical", "regression")  # `run` families; the others run through the Python API
+MODELS = ("gaussian", "categorical", "regression", "gmm", "kde")  # `run` families; NGram, VAE: the Python API
+DATASETS = ("normal", "blobs", "moons", "circles", "swiss-roll")  # `run --model kde` real data
 REGIME_NAMES = ("replace", "accumulate", "accumulate-subsample", "replace-grown", "fresh-fraction")
 SCHEDULES = ("constant", "linear", "power")
 
@@ -29,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate chains and save .npz + .json results")
     run.add_argument("--model", choices=MODELS, default="gaussian")
     run.add_argument("--regime", choices=REGIME_NAMES, default="replace")
-    run.add_argument("--path", choices=("sample", "exact"), default="exact",
-                     help="exact: sufficient statistics (O(1) per generation); sample: draw and fit M samples")
+    run.add_argument("--path", choices=("sample", "exact"), default=None,
+                     help="exact: sufficient statistics (O(1) per generation); sample: draw and fit M samples "
+                          "(default: exact where the model and the regime have it, else sample)")
     run.add_argument("--num-chains", type=int, default=1000)
     run.add_argument("--num-generations", type=int, default=100)
     run.add_argument("--num-samples", type=int, default=100, help="M (the first size for growing schedules)")
@@ -38,26 +40,45 @@ def _parser() -> argparse.ArgumentParser:
                      help="constant M; linear M + slope (t-1); power round(M t^exponent)")
     run.add_argument("--slope", type=int, default=1, help="linear schedule: increment per generation")
     run.add_argument("--exponent", type=float, default=1.5, help="power schedule: exponent")
-    run.add_argument("--dim", type=int, default=1, help="Gaussian or regression dimension d")
+    run.add_argument("--dim", type=int, default=None,
+                     help="dimension d (default 1; kde: the dataset's own, 1 for normal, 2 for blobs)")
     run.add_argument("--ddof", type=int, choices=(0, 1), default=None,
                      help="0 = maximum likelihood (np.std), 1 = unbiased; required for the Gaussian")
     run.add_argument("--gamma", type=float, default=None, help="fresh-fraction regime: fraction of real data")
-    run.add_argument("--categories", type=int, default=100, help="categorical: number of outcomes K")
-    run.add_argument("--zipf", type=float, default=None, metavar="BETA",
-                     help="categorical: Zipf(BETA) truth p_i ~ i^-BETA (default uniform)")
-    run.add_argument("--temperature", type=float, default=1.0,
-                     help="categorical: sampling temperature of fitted models")
-    run.add_argument("--smoothing", type=float, default=0.0, help="categorical: add-alpha smoothing of the refit")
-    run.add_argument("--noise-sd", type=float, default=1.0, help="regression: label noise σ")
-    run.add_argument("--ridge", type=float, default=0.0, help="regression: ridge λ >= 0 (0 = OLS / minimum norm)")
-    run.add_argument("--design", choices=("fresh", "fixed"), default="fresh",
-                     help="regression: a new design X every generation, or one fixed X per chain (relabelled)")
-    run.add_argument("--design-rows", type=int, default=None,
-                     help="regression, --design fixed: rows T of the fixed design")
-    run.add_argument("--model-size", type=int, default=None,
-                     help="regression: m random projections (v^T S x; default: the plain linear model)")
-    run.add_argument("--test-labels", choices=("clean", "noisy"), default="clean",
-                     help="regression: test_error without σ² (excess risk) or with it")
+    cat = run.add_argument_group("--model categorical")
+    cat.add_argument("--categories", type=int, default=100, help="number of outcomes K")
+    cat.add_argument("--zipf", type=float, default=None, metavar="BETA",
+                     help="Zipf(BETA) truth p_i ~ i^-BETA (default uniform)")
+    cat.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of fitted models")
+    cat.add_argument("--smoothing", type=float, default=0.0, help="add-alpha smoothing of the refit")
+    reg = run.add_argument_group("--model regression")
+    reg.add_argument("--noise-sd", type=float, default=1.0, help="label noise σ")
+    reg.add_argument("--ridge", type=float, default=0.0, help="ridge λ >= 0 (0 = OLS / minimum norm)")
+    reg.add_argument("--design", choices=("fresh", "fixed"), default="fresh",
+                     help="a new design X every generation, or one fixed X per chain (relabelled)")
+    reg.add_argument("--design-rows", type=int, default=None, help="--design fixed: rows T of the fixed design")
+    reg.add_argument("--model-size", type=int, default=None,
+                     help="m random projections (v^T S x; default: the plain linear model)")
+    reg.add_argument("--test-labels", choices=("clean", "noisy"), default="clean",
+                     help="test_error without σ² (excess risk) or with it")
+    gmm = run.add_argument_group(
+        "--model gmm", "EM refits of a K-component mixture; truth: K components N(m_k, I), equal weights, means "
+        "--separation apart along the first axis and centred at 0")
+    gmm.add_argument("--components", type=int, default=2, help="K")
+    gmm.add_argument("--separation", type=float, default=4.0, help="distance between neighbouring true means")
+    gmm.add_argument("--covariance-type", choices=("full", "diag"), default="full")
+    gmm.add_argument("--reg-covar", type=float, default=1e-6, help="λ added to each covariance diagonal")
+    gmm.add_argument("--max-iter", type=int, default=100, help="EM iterations per fit at most")
+    gmm.add_argument("--tol", type=float, default=1e-3, help="EM stops when the mean log-likelihood moves less")
+    gmm.add_argument("--init", choices=("kmeans", "k-means++", "warm"), default="kmeans", help="EM start")
+    gmm.add_argument("--warm-start", action="store_true", help="each fit after the first starts from the last")
+    kde = run.add_argument_group("--model kde", "Gaussian KDE refitted on its own samples")
+    kde.add_argument("--bandwidth", type=float, default=None, help="kernel bandwidth h > 0 (required)")
+    kde.add_argument("--dataset", choices=DATASETS, default="normal",
+                     help="real data: normal N(0, I_d); blobs (3 random centres per chain, make_blobs); moons, "
+                          "circles (2-D); swiss-roll (3-D, or its plane with --dim 2)")
+    kde.add_argument("--data-noise", type=float, default=0.0, help="moons, circles, swiss-roll: noise sd")
+    kde.add_argument("--num-test", type=int, default=500, help="rows of each chain's test set (test_nll)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("results/run.npz"))
     run.add_argument("--x64", action="store_true", help="float64 (default float32)")
@@ -199,25 +220,29 @@ def _explain_nonfinite_mean(res, name: str, path: str) -> None:
 def _cmd_run(args) -> int:
     _configure_jax(args.x64)
     _configure_scale(args)
-    from . import regimes, schedules
+    from . import regimes
     from .models.gaussian import Gaussian
     from .simulate import simulate
 
     truth = None
-    if args.model != "gaussian" and args.ddof is not None:
-        raise SystemExit(f"collapse-theory run: --ddof applies to the Gaussian, not --model {args.model}")
+    _check_model_options(args)
+    dim = 1 if args.dim is None else args.dim
     if args.model == "categorical":
         model, truth = _categorical_model(args)
     elif args.model == "regression":
         from .models.regression import LinearRegression
 
-        model = LinearRegression(dim=args.dim, noise_sd=args.noise_sd, ridge=args.ridge, design=args.design,
+        model = LinearRegression(dim=dim, noise_sd=args.noise_sd, ridge=args.ridge, design=args.design,
                                  design_rows=args.design_rows, model_size=args.model_size,
                                  test_labels=args.test_labels)
+    elif args.model == "gmm":
+        model, truth = _gmm_model(args, dim)
+    elif args.model == "kde":
+        model = None  # built below: its capacity depends on the regime and the sample sizes
     else:
         if args.ddof is None:
             raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
-        model = Gaussian(dim=args.dim, ddof=args.ddof)
+        model = Gaussian(dim=dim, ddof=args.ddof)
     if args.regime == "fresh-fraction":
         if args.gamma is None:
             raise SystemExit("collapse-theory run: --regime fresh-fraction needs --gamma in (0, 1]")
@@ -226,23 +251,28 @@ def _cmd_run(args) -> int:
         if args.gamma is not None:
             raise SystemExit(f"collapse-theory run: --gamma applies to --regime fresh-fraction, not {args.regime}")
         regime = regimes.REGIMES[args.regime]()
-    if args.schedule == "constant":
-        schedule = schedules.Constant(args.num_samples)
-    elif args.schedule == "linear":
-        schedule = schedules.Linear(args.num_samples, args.slope)
-    else:
-        schedule = schedules.PowerLaw(args.num_samples, args.exponent)
+    schedule = _schedule(args)
+    if args.model == "kde":
+        model = _kde_model(args, regime, schedule)
+    path = args.path
+    if path is None:
+        from .models.base import has_exact_path
+
+        exact_regime = not isinstance(regime, regimes.AccumulateSubsample)
+        path = "exact" if has_exact_path(model) and exact_regime else "sample"
     checkpoint = args.checkpoint
     if args.resume and checkpoint is None:
         checkpoint = (args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")).with_suffix(".ckpt.npz")
     res = simulate(
         args.seed, model, regime, num_chains=args.num_chains, num_generations=args.num_generations,
-        num_samples=schedule, path=args.path, trajectories=args.trajectories, chunk_size=args.chunk_size,
+        num_samples=schedule, path=path, trajectories=args.trajectories, chunk_size=args.chunk_size,
         progress=not args.no_progress, truth=truth, chain_offset=args.chain_offset, devices=args.devices,
         pad_chains=args.pad_chains, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
         resume=args.resume, stop_when_absorbed=args.stop_when_absorbed, compact=args.compact,
     )
     res.metadata["command"] = "run"
+    if args.model == "gmm":
+        res.metadata["truth"] = {"weights": "equal", "means": _gmm_means(args, dim).tolist(), "covariances": "identity"}
     if args.distributed:
         import jax
 
@@ -252,14 +282,16 @@ def _cmd_run(args) -> int:
     out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")
     g = res.generations[-1]
     print(f"wrote {out} and {out.with_suffix('.json')}  ({res.num_chains} chains x {g} generations, "
-          f"x64={res.metadata['x64']}, {res.metadata['wall_time_s']:.1f} s)")
+          f"{path} path, x64={res.metadata['x64']}, {res.metadata['wall_time_s']:.1f} s)")
     if res.metadata.get("absorbed_at_generation") is not None:
         print(f"  every chain absorbed by generation {res.metadata['absorbed_at_generation']} (later rows filled)")
     names = [n for n in ("log_variance", "log_trace_ratio", "sq_mean_error", "w2_squared", "heterozygosity", "entropy",
-                         "surviving", "lost_mass", "tail_mass", "test_error", "weight_norm_sq") if n in res.summary]
+                         "surviving", "lost_mass", "tail_mass", "test_error", "weight_norm_sq", "l2_to_truth",
+                         "component_w2", "heldout_loglik", "weight_entropy", "spread", "test_nll")
+             if n in res.summary]
     for n in names:
         print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE)")
-        _explain_nonfinite_mean(res, n, args.path)
+        _explain_nonfinite_mean(res, n, path)
     return 0
 
 
@@ -304,19 +336,96 @@ def _cmd_merge(args) -> int:
     return 0
 
 
+_MODEL_OPTIONS = {
+    "gaussian": ("ddof",),
+    "categorical": ("categories", "zipf", "temperature", "smoothing"),
+    "regression": ("noise_sd", "ridge", "design", "design_rows", "model_size", "test_labels"),
+    "gmm": ("components", "separation", "covariance_type", "reg_covar", "max_iter", "tol", "init", "warm_start"),
+    "kde": ("bandwidth", "dataset", "data_noise", "num_test"),
+}
+"""``run``'s options that belong to one model: given to another model, they are an error, not silently ignored."""
+
+
+def _check_model_options(args) -> None:
+    defaults = _parser().parse_args(["run"])
+    for owner, names in _MODEL_OPTIONS.items():
+        if owner == args.model:
+            continue
+        for name in names:
+            if getattr(args, name) != getattr(defaults, name):
+                flag = "--" + name.replace("_", "-")
+                what = "the Gaussian" if owner == "gaussian" else f"--model {owner}"
+                raise SystemExit(f"collapse-theory run: {flag} applies to {what}, not --model {args.model}")
+
+
+def _schedule(args):
+    from . import schedules
+
+    if args.schedule == "constant":
+        return schedules.Constant(args.num_samples)
+    if args.schedule == "linear":
+        return schedules.Linear(args.num_samples, args.slope)
+    return schedules.PowerLaw(args.num_samples, args.exponent)
+
+
+def _gmm_means(args, dim: int):
+    """True means of ``run --model gmm``: K points ``--separation`` apart on the first axis, centred at 0."""
+    import numpy as np
+
+    means = np.zeros((args.components, dim))
+    means[:, 0] = (np.arange(args.components) - (args.components - 1) / 2) * args.separation
+    return means
+
+
+def _gmm_model(args, dim: int):
+    """Mixture model and truth for ``run --model gmm``."""
+    from .models.gmm import GaussianMixture
+
+    if not (math.isfinite(args.separation) and args.separation >= 0):
+        raise ValueError(f"separation={args.separation!r} is out of range: need a finite separation >= 0")
+    model = GaussianMixture(num_components=args.components, dim=dim, covariance_type=args.covariance_type,
+                            reg_covar=args.reg_covar, max_iter=args.max_iter, tol=args.tol, init_params=args.init,
+                            warm_start=args.warm_start)
+    return model, model.params(means=_gmm_means(args, dim), covs=1.0)
+
+
+def _kde_model(args, regime, schedule):
+    """KDE for ``run --model kde``, holding as many rows as ``regime`` hands its fits (``capacity_for``)."""
+    from . import datasets
+    from .models.kde import KernelDensity, capacity_for
+
+    if args.bandwidth is None:
+        raise SystemExit("collapse-theory run: --model kde needs --bandwidth h > 0")
+    name, d = args.dataset, args.dim
+    if name in ("moons", "circles") and d not in (None, 2):
+        raise ValueError(f"dim={d} is out of range: --dataset {name} is 2-D (leave --dim out or give 2)")
+    if name in ("normal", "blobs") and args.data_noise != 0.0:
+        raise SystemExit(f"collapse-theory run: --data-noise applies to moons, circles and swiss-roll, not {name}")
+    if name == "normal":
+        d = 1 if d is None else d
+        if d < 1:
+            raise ValueError(f"dim={d} is out of range: need dim >= 1")
+        data = datasets.Blobs(centers=((0.0,) * d,), cluster_std=1.0)
+    elif name == "blobs":
+        data = datasets.Blobs(dim=2 if d is None else d)
+    elif name == "moons":
+        data = datasets.Moons(noise=args.data_noise)
+    elif name == "circles":
+        data = datasets.Circles(noise=args.data_noise)
+    else:
+        data = datasets.SwissRoll(noise=args.data_noise, dim=3 if d is None else d)
+    sizes = schedule.sizes(max(args.num_generations, 1))
+    capacity = capacity_for(regime, sizes, args.num_generations)
+    return KernelDensity(bandwidth=args.bandwidth, dataset=data, capacity=max(capacity, 1), num_test=args.num_test)
+
+
 def _categorical_model(args):
     """Categorical model and truth for ``run --model categorical`` (exact path: capped sampler at max_t M_t)."""
     import numpy as np
 
-    from . import schedules
     from .models.categorical import Categorical
 
-    if args.schedule == "constant":
-        sizes = schedules.Constant(args.num_samples).sizes(max(args.num_generations, 1))
-    elif args.schedule == "linear":
-        sizes = schedules.Linear(args.num_samples, args.slope).sizes(max(args.num_generations, 1))
-    else:
-        sizes = schedules.PowerLaw(args.num_samples, args.exponent).sizes(max(args.num_generations, 1))
+    sizes = _schedule(args).sizes(max(args.num_generations, 1))
     cap = int(np.cumsum(sizes)[-1] if args.regime == "replace-grown" else np.max(sizes))
     model = Categorical(args.categories, temperature=args.temperature, smoothing=args.smoothing,
                         max_samples=max(cap, 1))
@@ -405,7 +514,7 @@ def _cmd_list(args) -> int:
     from . import checks
 
     print("models:   " + ", ".join(MODELS) + " (collapse-theory run); Python API also: "
-          "GaussianMixture, KernelDensity, NGram, VAE (collapse_theory.models)")
+          "NGram, VAE (collapse_theory.models)")
     print("regimes:  " + ", ".join(REGIME_NAMES))
     print("checks:")
     for c in checks.CHECKS.values():

@@ -94,6 +94,78 @@ def test_run_regression_flags_reach_the_model(tmp_path, capsys):
         assert abs(sim - wrong) / se > 4, (sim, se, wrong)
 
 
+def test_run_gmm_one_component_is_the_gaussian_chain(tmp_path, capsys):
+    """``run --model gmm --components 1 --reg-covar 0``: EM with one component is the Gaussian MLE, so after n fits
+    E log σ² = n E log(χ²_{M−1}/M) (THEORY.md §2.1, ``theory.gaussian.expected_log_variance`` with ddof 0;
+    ``log_det_ratio`` is log σ² in one dimension). Planted: the unbiased estimator's law (ddof 1) is ~16 standard
+    errors away. (A K = 2 fit would not be caught here: EM's fixed point keeps the sample's total variance.)"""
+    from collapse_theory.theory import gaussian as gth
+
+    out = tmp_path / "gmm.npz"
+    code = main(["run", "--model", "gmm", "--components", "1", "--reg-covar", "0", "--num-samples", "20",
+                 "--num-chains", "2000", "--num-generations", "5", "--x64", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "sample path" in capsys.readouterr().out  # the default path of a model without an exact path
+    res = SimulationResult.load(out)
+    sim, se = res.mean("log_det_ratio")[-1], res.se("log_det_ratio")[-1]
+    assert abs(sim - gth.expected_log_variance(5, 20, ddof=0)) / se < 4, (sim, se)
+    assert abs(sim - gth.expected_log_variance(5, 20, ddof=1)) / se > 4, (sim, se)
+
+
+def test_run_gmm_truth_follows_the_flags(tmp_path, capsys):
+    """The true mixture of ``run --model gmm`` (recorded in the JSON sidecar): K means ``--separation`` apart on
+    the first axis, centred at 0; the summary prints the mixture metrics."""
+    out = tmp_path / "g3.npz"
+    code = main(["run", "--model", "gmm", "--components", "3", "--separation", "5", "--dim", "2", "--num-samples",
+                 "60", "--num-chains", "8", "--num-generations", "2", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "final E l2_to_truth" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "g3.json").read_text())
+    assert meta["metadata"]["truth"]["means"] == [[-5.0, 0.0], [0.0, 0.0], [5.0, 0.0]]
+    assert meta["config"]["model_options"]["num_components"] == 3
+
+
+def test_run_kde_spread_matches_theory(tmp_path, capsys):
+    """``run --model kde`` on N(0, I_2) (``--dataset normal``): the replace chain's mean per-coordinate spread after
+    n fits is r^n + h² Σ_{k=1}^{n−1} r^k, r = (M−1)/M (Kazdan et al.; ``theory.kde.expected_spread``). Planted: a
+    ``--bandwidth`` that does not reach the model (h = 1 instead of 0.5), and the generation index shifted by one."""
+    from collapse_theory.theory import kde as kth
+
+    out = tmp_path / "kde.npz"
+    code = main(["run", "--model", "kde", "--bandwidth", "0.5", "--dim", "2", "--num-samples", "10", "--num-chains",
+                 "2000", "--num-generations", "5", "--x64", "--out", str(out), "--no-progress"])
+    assert code == 0
+    res = SimulationResult.load(out)
+    sim, se = res.mean("spread")[-1], res.se("spread")[-1]
+    assert abs(sim - kth.expected_spread(5, 10, 0.5, 1.0)) / se < 4, (sim, se)
+    for wrong in (kth.expected_spread(5, 10, 1.0, 1.0), kth.expected_spread(5, 10, 0.5, 1.0) + 0.25):
+        assert abs(sim - wrong) / se > 4, (sim, se, wrong)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "gmm", "--bandwidth", "1"], "--bandwidth applies to --model kde, not --model gmm"),
+    (["--ddof", "1", "--components", "3"], "--components applies to --model gmm, not --model gaussian"),
+    (["--model", "kde", "--ddof", "1"], "--ddof applies to the Gaussian, not --model kde"),
+    (["--model", "kde"], "--model kde needs --bandwidth"),
+    (["--model", "kde", "--bandwidth", "1", "--dataset", "blobs", "--data-noise", "0.1"],
+     "--data-noise applies to moons, circles and swiss-roll"),
+])
+def test_run_model_options_belong_to_their_model(tmp_path, argv, message):
+    """An option of another model is an error that names it (it used to be ignored silently)."""
+    with pytest.raises(SystemExit, match=message):
+        main(["run", *argv, "--out", str(tmp_path / "x.npz"), "--no-progress"])
+
+
+def test_kde_capacity_for_schedules():
+    """``capacity_for`` with per-generation sizes: the accumulated pool is their sum, a replace fit the largest."""
+    from collapse_theory import Accumulate, FreshFraction, Replace
+    from collapse_theory.models.kde import capacity_for
+
+    sizes = [10, 20, 30]
+    assert capacity_for(Accumulate(), sizes, 3) == 60 and capacity_for(Accumulate(), 10, 3) == 30
+    assert capacity_for(Replace(), sizes, 3) == 30 and capacity_for(FreshFraction(0.5), sizes, 3) == 60
+
+
 def test_quick_figures_do_not_overwrite_the_full_size_ones(tmp_path, monkeypatch, capsys):
     """``figures --quick`` (README set-up command) writes into figures/quick/, not over the committed figures/."""
     monkeypatch.chdir(tmp_path)

@@ -71,16 +71,20 @@ class KDEParams(NamedTuple):
     test_key: jax.Array
 
 
-def capacity_for(regime, num_samples: int, num_generations: int) -> int:
-    """Rows a KDE must hold for ``regime`` with a constant sample size M (what ``fit`` receives)."""
-    m, g = int(num_samples), int(num_generations)
+def capacity_for(regime, num_samples, num_generations: int) -> int:
+    """Rows a KDE must hold for ``regime`` (what ``fit`` receives): ``num_samples`` is a constant M or the
+    per-generation sizes M_1..M_G (e.g. ``schedule.sizes(G)``)."""
+    g = int(num_generations)
+    sizes = np.asarray(num_samples, dtype=np.int64).reshape(-1)
+    if sizes.size == 1:
+        sizes = np.full(max(g, 1), sizes[0])
     if isinstance(regime, (_regimes.Accumulate, _regimes.ReplaceGrown)) and not isinstance(
         regime, _regimes.AccumulateSubsample
     ):
-        return m * g
+        return int(sizes[:g].sum())
     if isinstance(regime, _regimes.FreshFraction):
-        return 2 * m
-    return m
+        return 2 * int(sizes.max())
+    return int(sizes.max())
 
 
 def _raw_key(key: jax.Array) -> jax.Array:
