@@ -2,7 +2,7 @@ r"""Parameter sweeps: a grid of :func:`~collapse_theory.simulate.simulate` runs 
 
 Spec (every value may be a list; lists are grid axes and the grid is their Cartesian product)::
 
-    model = "gaussian"                 # gaussian | regression | categorical
+    model = "gaussian"                 # gaussian | regression | categorical | gmm | kde
     regime = ["replace", "accumulate"] # names of collapse_theory.regimes.REGIMES
     path = "exact"
     num_chains = 4096
@@ -15,6 +15,10 @@ Spec (every value may be a list; lists are grid axes and the grid is their Carte
     dim = [1, 4]
     ddof = 1
     [regime_options]                   # keyword arguments of the regime class (e.g. gamma for fresh-fraction)
+
+Each cell's truth is the model's ``params()``: for ``gmm`` equal weights, means 0 and identity covariances (Shumailov
+et al.'s setting), for ``kde`` its default dataset (``Blobs()``; set ``capacity`` to the rows the regime hands a fit,
+``models.kde.capacity_for``).
 
 ``quantiles``, ``metrics`` and the ``*_options`` tables are taken as given (a list there is a value, not an
 axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes.
@@ -39,9 +43,10 @@ _AS_VALUE = ("metrics", "quantiles", "x64")
 
 
 def _model_classes():
-    from .models import Categorical, Gaussian, LinearRegression
+    from .models import Categorical, Gaussian, GaussianMixture, KernelDensity, LinearRegression
 
-    return {"gaussian": Gaussian, "regression": LinearRegression, "categorical": Categorical}
+    return {"gaussian": Gaussian, "regression": LinearRegression, "categorical": Categorical,
+            "gmm": GaussianMixture, "kde": KernelDensity}
 
 
 def load_spec(path) -> dict:

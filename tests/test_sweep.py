@@ -63,6 +63,27 @@ def test_sweep_cells_equal_direct_runs(tmp_path, capsys):
     assert all(c["status"] == "done (kept)" for c in index["cells"])
 
 
+def test_sweep_gmm_and_kde_cells_equal_direct_runs(tmp_path):
+    """Sample-path families in a sweep: each cell is the direct ``simulate`` call with the model built from
+    ``model_options`` and the model's ``params()`` as truth, bit for bit."""
+    from collapse_theory.models import GaussianMixture, KernelDensity
+    from collapse_theory.sweep import run_sweep
+
+    common = {"regime": "replace", "path": "sample", "num_chains": 4, "num_generations": 2, "num_samples": 30,
+              "seed": 1, "quantiles": [0.5]}
+    for name, options, cls, metric in (("gmm", {"num_components": [1, 2], "dim": 2}, GaussianMixture, "l2_to_truth"),
+                                       ("kde", {"bandwidth": 0.5, "capacity": 30}, KernelDensity, "spread")):
+        out = tmp_path / name
+        index = run_sweep({"model": name, "model_options": options, "metrics": [metric], **common}, out)
+        assert all(c["status"] == "done" for c in index["cells"])
+        for cell in index["cells"]:
+            model = cls(**cell["params"]["model_options"])
+            direct = simulate(1, model, Replace(), num_chains=4, num_generations=2, num_samples=30, path="sample",
+                              metrics=[metric], quantiles=(0.5,))
+            got = SimulationResult.load(out / cell["file"])
+            np.testing.assert_array_equal(got.summary[metric]["mean"], direct.summary[metric]["mean"])
+
+
 def test_sweep_runs_categorical_cells_until_collapse(tmp_path):
     """A small discrete grid with ``compact`` and ``stop_when_absorbed`` in the spec: each cell equals the direct
     run with the same options."""
