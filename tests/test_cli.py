@@ -164,14 +164,20 @@ def test_run_model_options_belong_to_their_model(tmp_path, argv, message):
         main(["run", *argv, "--out", str(tmp_path / "x.npz"), "--no-progress"])
 
 
-def test_kde_capacity_for_schedules():
-    """``capacity_for`` with per-generation sizes: the accumulated pool is their sum, a replace fit the largest."""
+def test_run_kde_with_a_growing_schedule_fits_its_pool(tmp_path, capsys):
+    """``run --model kde`` sizes the KDE for the regime and schedule (``capacity_for``): an accumulated pool under
+    a linear schedule holds G · max_t M_t rows (the engine gives each generation max_t M_t slots); the sum of the
+    M_t (425 here) was too small and failed at trace time."""
     from collapse_theory import Accumulate, FreshFraction, Replace
     from collapse_theory.models.kde import capacity_for
 
     sizes = [10, 20, 30]
-    assert capacity_for(Accumulate(), sizes, 3) == 60 and capacity_for(Accumulate(), 10, 3) == 30
+    assert capacity_for(Accumulate(), sizes, 3) == 90 and capacity_for(Accumulate(), 10, 3) == 30
     assert capacity_for(Replace(), sizes, 3) == 30 and capacity_for(FreshFraction(0.5), sizes, 3) == 60
+    code = main(["run", "--model", "kde", "--bandwidth", "0.3", "--regime", "accumulate", "--schedule", "linear",
+                 "--slope", "5", "--num-samples", "20", "--num-generations", "10", "--num-chains", "4",
+                 "--out", str(tmp_path / "k.npz"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
 
 
 def test_quick_figures_do_not_overwrite_the_full_size_ones(tmp_path, monkeypatch, capsys):

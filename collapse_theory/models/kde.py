@@ -73,18 +73,17 @@ class KDEParams(NamedTuple):
 
 def capacity_for(regime, num_samples, num_generations: int) -> int:
     """Rows a KDE must hold for ``regime`` (what ``fit`` receives): ``num_samples`` is a constant M or the
-    per-generation sizes M_1..M_G (e.g. ``schedule.sizes(G)``)."""
+    per-generation sizes M_1..M_G (e.g. ``schedule.sizes(G)``). The engine's buffers give every generation
+    max_t M_t rows (weight 0 past M_t), so a pool of G generations has G · max_t M_t rows."""
     g = int(num_generations)
-    sizes = np.asarray(num_samples, dtype=np.int64).reshape(-1)
-    if sizes.size == 1:
-        sizes = np.full(max(g, 1), sizes[0])
+    m = int(np.max(np.asarray(num_samples, dtype=np.int64)))
     if isinstance(regime, (_regimes.Accumulate, _regimes.ReplaceGrown)) and not isinstance(
         regime, _regimes.AccumulateSubsample
     ):
-        return int(sizes[:g].sum())
+        return m * g
     if isinstance(regime, _regimes.FreshFraction):
-        return 2 * int(sizes.max())
-    return int(sizes.max())
+        return 2 * m
+    return m
 
 
 def _raw_key(key: jax.Array) -> jax.Array:
