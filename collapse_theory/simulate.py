@@ -422,9 +422,9 @@ FAST_COMPILE = {"xla_backend_optimization_level": "1", "xla_cpu_use_fusion_emitt
 """``compiler_options`` for :func:`simulate` that cut XLA's CPU compile time 3–4× (less LLVM optimisation, and
 XLA's older CPU loop emitters, which emit ~35 % less code to compile than its fusion emitters), for grids of many
 short runs where compiling dominates. The price is run time, measured against the default options: unchanged for
-linear-algebra-bound programs (d ≥ 10), ~10 % more on the 1-D sample path, and 2.3–3.5× more on the hash-bound
-1-D exact step (e.g. 156 instead of 45 ns per chain-generation at 10⁴ chains; the older emitters alone cost 2.3×),
-so a long 1-D exact run should keep the defaults. Runs compiled with these options also skip the exact path's noise
+linear-algebra-bound programs (d ≥ 10), ~10 % more on the 1-D sample path, and 3–4× more on the hash-bound 1-D
+exact step (156 instead of 45 ns per chain-generation at 10⁴ chains, 263 instead of 64 at 100 chains; the older
+emitters alone cost 2.1–2.3×), so a long 1-D exact run should keep the defaults. Runs compiled with these options also skip the exact path's noise
 blocks, which cost ~12 % more compile time."""
 
 
