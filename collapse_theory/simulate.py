@@ -424,8 +424,8 @@ XLA's older CPU loop emitters, which emit ~35 % less code to compile than its fu
 short runs where compiling dominates. The price is run time, measured against the default options: unchanged for
 linear-algebra-bound programs (d ≥ 10), ~10 % more on the 1-D sample path, and 3–4× more on the hash-bound 1-D
 exact step (156 instead of 45 ns per chain-generation at 10⁴ chains, 263 instead of 64 at 100 chains; the older
-emitters alone cost 2.1–2.3×), so a long 1-D exact run should keep the defaults. Runs compiled with these options also skip the exact path's noise
-blocks, which cost ~12 % more compile time."""
+emitters alone cost 2.1–2.3×), so a long 1-D exact run should keep the defaults. Runs compiled with these
+options also skip the exact path's noise blocks, which cost ~12 % more compile time."""
 
 
 def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic_length=None):
