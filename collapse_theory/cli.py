@@ -224,25 +224,7 @@ def _cmd_run(args) -> int:
     from .models.gaussian import Gaussian
     from .simulate import simulate
 
-    truth = None
     _check_model_options(args)
-    dim = 1 if args.dim is None else args.dim
-    if args.model == "categorical":
-        model, truth = _categorical_model(args)
-    elif args.model == "regression":
-        from .models.regression import LinearRegression
-
-        model = LinearRegression(dim=dim, noise_sd=args.noise_sd, ridge=args.ridge, design=args.design,
-                                 design_rows=args.design_rows, model_size=args.model_size,
-                                 test_labels=args.test_labels)
-    elif args.model == "gmm":
-        model, truth = _gmm_model(args, dim)
-    elif args.model == "kde":
-        model = None  # built below: its capacity depends on the regime and the sample sizes
-    else:
-        if args.ddof is None:
-            raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
-        model = Gaussian(dim=dim, ddof=args.ddof)
     if args.regime == "fresh-fraction":
         if args.gamma is None:
             raise SystemExit("collapse-theory run: --regime fresh-fraction needs --gamma in (0, 1]")
@@ -252,8 +234,25 @@ def _cmd_run(args) -> int:
             raise SystemExit(f"collapse-theory run: --gamma applies to --regime fresh-fraction, not {args.regime}")
         regime = regimes.REGIMES[args.regime]()
     schedule = _schedule(args)
-    if args.model == "kde":
-        model = _kde_model(args, regime, schedule)
+    sizes = schedule.sizes(max(args.num_generations, 1))
+    dim = 1 if args.dim is None else args.dim
+    truth, truth_note = None, None
+    if args.model == "categorical":
+        model, truth = _categorical_model(args, regime.max_exact_draw(sizes))
+    elif args.model == "regression":
+        from .models.regression import LinearRegression
+
+        model = LinearRegression(dim=dim, noise_sd=args.noise_sd, ridge=args.ridge, design=args.design,
+                                 design_rows=args.design_rows, model_size=args.model_size,
+                                 test_labels=args.test_labels)
+    elif args.model == "gmm":
+        model, truth, truth_note = _gmm_model(args, dim)
+    elif args.model == "kde":
+        model = _kde_model(args, regime, sizes)
+    else:
+        if args.ddof is None:
+            raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
+        model = Gaussian(dim=dim, ddof=args.ddof)
     path = args.path
     if path is None:
         from .models.base import has_exact_path
@@ -271,8 +270,8 @@ def _cmd_run(args) -> int:
         resume=args.resume, stop_when_absorbed=args.stop_when_absorbed, compact=args.compact,
     )
     res.metadata["command"] = "run"
-    if args.model == "gmm":
-        res.metadata["truth"] = {"weights": "equal", "means": _gmm_means(args, dim).tolist(), "covariances": "identity"}
+    if truth_note is not None:
+        res.metadata["truth"] = truth_note
     if args.distributed:
         import jax
 
@@ -368,17 +367,11 @@ def _schedule(args):
     return schedules.PowerLaw(args.num_samples, args.exponent)
 
 
-def _gmm_means(args, dim: int):
-    """True means of ``run --model gmm``: K points ``--separation`` apart on the first axis, centred at 0."""
+def _gmm_model(args, dim: int):
+    """Mixture model, truth and the truth's description (for the JSON sidecar) for ``run --model gmm``: K
+    unit-covariance components with equal weights, means ``--separation`` apart on the first axis, centred at 0."""
     import numpy as np
 
-    means = np.zeros((args.components, dim))
-    means[:, 0] = (np.arange(args.components) - (args.components - 1) / 2) * args.separation
-    return means
-
-
-def _gmm_model(args, dim: int):
-    """Mixture model and truth for ``run --model gmm``."""
     from .models.gmm import GaussianMixture
 
     if not (math.isfinite(args.separation) and args.separation >= 0):
@@ -386,10 +379,13 @@ def _gmm_model(args, dim: int):
     model = GaussianMixture(num_components=args.components, dim=dim, covariance_type=args.covariance_type,
                             reg_covar=args.reg_covar, max_iter=args.max_iter, tol=args.tol, init_params=args.init,
                             warm_start=args.warm_start)
-    return model, model.params(means=_gmm_means(args, dim), covs=1.0)
+    means = np.zeros((args.components, dim))
+    means[:, 0] = (np.arange(args.components) - (args.components - 1) / 2) * args.separation
+    note = {"weights": "equal", "means": means.tolist(), "covariances": "identity"}
+    return model, model.params(means=means, covs=1.0), note
 
 
-def _kde_model(args, regime, schedule):
+def _kde_model(args, regime, sizes):
     """KDE for ``run --model kde``, holding as many rows as ``regime`` hands its fits (``capacity_for``)."""
     from . import datasets
     from .models.kde import KernelDensity, capacity_for
@@ -414,19 +410,15 @@ def _kde_model(args, regime, schedule):
         data = datasets.Circles(noise=args.data_noise)
     else:
         data = datasets.SwissRoll(noise=args.data_noise, dim=3 if d is None else d)
-    sizes = schedule.sizes(max(args.num_generations, 1))
     capacity = capacity_for(regime, sizes, args.num_generations)
     return KernelDensity(bandwidth=args.bandwidth, dataset=data, capacity=max(capacity, 1), num_test=args.num_test)
 
 
-def _categorical_model(args):
-    """Categorical model and truth for ``run --model categorical`` (exact path: capped sampler at max_t M_t)."""
-    import numpy as np
-
+def _categorical_model(args, cap: int):
+    """Categorical model and truth for ``run --model categorical`` (exact path: a sampler capped at ``cap``, the
+    regime's largest draw, ``regime.max_exact_draw``)."""
     from .models.categorical import Categorical
 
-    sizes = _schedule(args).sizes(max(args.num_generations, 1))
-    cap = int(np.cumsum(sizes)[-1] if args.regime == "replace-grown" else np.max(sizes))
     model = Categorical(args.categories, temperature=args.temperature, smoothing=args.smoothing,
                         max_samples=max(cap, 1))
     truth = model.params() if args.zipf is None else model.zipf(args.zipf)
