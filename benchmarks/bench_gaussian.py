@@ -192,10 +192,10 @@ def bench_replace_workload(label: str, C: int, G: int, M: int, peer_chains: int,
     finals: dict[str, float] = {}
     slow_s = 10.0
 
-    def ours(path):
+    def ours(path, compiler_options=None, name=None):
         res = simulate(SEED, model, Replace(), num_chains=C, num_generations=G, num_samples=M, path=path,
-                       metrics=["log_variance"], quantiles=())
-        finals[f"ours_{path}"] = float(res.mean("log_variance")[-1])
+                       metrics=["log_variance"], quantiles=(), compiler_options=compiler_options)
+        finals[name or f"ours_{path}"] = float(res.mean("log_variance")[-1])
         return res.summary["log_variance"]["mean"]
 
     # 1. peer loop on a subset of chains
@@ -225,14 +225,9 @@ def bench_replace_workload(label: str, C: int, G: int, M: int, peer_chains: int,
 
     # ours, exact, compiled for 512-bit vectors (XLA:CPU prefers 256 by default; on a CPU without AVX-512 this is
     # the default code): an option, reported beside the default, not used for the targets
-    def ours_wide():
-        res = simulate(SEED, model, Replace(), num_chains=C, num_generations=G, num_samples=M, path="exact",
-                       metrics=["log_variance"], quantiles=(), compiler_options=WIDE_VECTORS)
-        finals["ours_exact_wide"] = float(res.mean("log_variance")[-1])
-        return res.summary["log_variance"]["mean"]
-
     clear_engine_cache()
-    items["ours_exact_wide"] = _measure_with_compile(log, ours_wide, slow_s=slow_s)
+    items["ours_exact_wide"] = _measure_with_compile(
+        log, lambda: ours("exact", WIDE_VECTORS, "ours_exact_wide"), slow_s=slow_s)
     items["ours_exact_wide"]["chain_generations"] = cg
     # 6. RNG floors (and the fused ideal sample-level step)
     floors = rng_floor_fns()
