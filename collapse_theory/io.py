@@ -6,8 +6,10 @@ device, and whether x64 was on. Arrays use the axis order ``(generation, chain, 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -32,6 +34,41 @@ def to_jsonable(obj):
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return repr(obj)
+
+
+INLINE_ARRAY_SIZE = 16
+"""Arrays of at most this many elements are written into :func:`options_of` in full; larger ones as a summary."""
+
+
+def options_of(obj) -> dict:
+    """The fields of a static model or regime (a dataclass) for a result file, JSON-ready.
+
+    A nested dataclass (a regime inside :class:`~collapse_theory.regimes.Gate`, a grammar, a dataset) becomes
+    ``{"type": its class name, **its fields}`` (its class is part of the configuration, even with no fields); an
+    array of more than :data:`INLINE_ARRAY_SIZE` elements (a gate classifier's weights) becomes ``{"shape",
+    "dtype", "sha256"}``, which identifies it without copying it into the sidecar. Not a dataclass: ``{}``.
+    """
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return {}
+    return {f.name: _option_value(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def _option_value(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__name__, **options_of(value)}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple (e.g. parameters)
+        return {name: _option_value(v) for name, v in zip(value._fields, value, strict=True)}
+    if isinstance(value, dict):
+        return {str(k): _option_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_option_value(v) for v in value]
+    if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, np.generic):
+        array = np.asarray(value)
+        if array.size > INLINE_ARRAY_SIZE:
+            digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+            return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": digest}
+        return array.tolist()
+    return to_jsonable(value)
 
 
 @functools.lru_cache(maxsize=1)

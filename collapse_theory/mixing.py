@@ -176,7 +176,7 @@ def simulate_mixture(
     summary = jax.tree.map(np.asarray, jax.device_get(out))
     config = {
         "model": type(model).__name__,
-        "model_options": _io.to_jsonable(dataclasses.asdict(model)),
+        "model_options": _io.options_of(model),
         "real_noise_sd": float(truth.noise_sd),
         "synth_noise_sd": synth_noise_sd,
         "shift": shift.tolist(),

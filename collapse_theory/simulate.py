@@ -806,9 +806,9 @@ def simulate(
     table = jax.tree.map(lambda a: a.astype(jnp.zeros(()).dtype), table)
     config = {
         "model": type(model).__name__,
-        "model_options": _io.to_jsonable(dataclasses.asdict(model)) if dataclasses.is_dataclass(model) else {},
+        "model_options": _io.options_of(model),
         "regime": type(regime).__name__,
-        "regime_options": _io.to_jsonable(dataclasses.asdict(regime)) if dataclasses.is_dataclass(regime) else {},
+        "regime_options": _io.options_of(regime),
         "path": path,
         "num_chains": num_chains,
         "num_generations": num_generations,
