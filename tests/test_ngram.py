@@ -304,6 +304,14 @@ def test_simulate_with_a_fact_gate_smoke():
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-12)
 
 
+def test_simulate_without_a_reference_corpus_is_a_clear_error():
+    """The metrics need a held-out corpus; ``simulate``'s default reference is the truth (an ``NGramParams``), which
+    used to fail deep inside tracing with "'NGramParams' object has no attribute 'shape'"."""
+    model = NGram.for_grammar(GRAMMAR, num_metric_samples=4, bleu_samples=2, ttr_tokens=10)
+    with pytest.raises(ValueError, match="reference must be a held-out corpus"):
+        simulate(0, model, Replace(), num_chains=2, num_generations=1, num_samples=10, truth=model.true_params())
+
+
 @pytest.mark.slow
 def test_replace_forgets_tail_facts_accumulate_keeps_them():
     """Replace loses tail facts (Zipfian entities drift to extinction); accumulate keeps (nearly) all of them."""

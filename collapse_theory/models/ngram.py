@@ -297,6 +297,10 @@ class NGram:
         return p_true > jnp.max(others, axis=1)
 
     def metrics(self, params: NGramParams, reference: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+        if isinstance(reference, NGramParams) or getattr(reference, "ndim", None) != 2:
+            raise ValueError("reference must be a held-out corpus, int sentences (N, L) (simulate(reference=...), "
+                             f"e.g. grammar.sample(key, 2000)); got {type(reference).__name__} (simulate's default "
+                             "reference is the truth, which is an NGramParams)")
         dtype = jnp.zeros(()).dtype
         out = {}
         ll, count = self.log_likelihood(params, reference)
