@@ -14,10 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-MODELS = ("gaussian", "categorical", "regression", "gmm", "kde")  # `run` families; NGram, VAE: the Python API
+MODELS = ("gaussian", "categorical", "regression", "gmm", "kde", "ngram", "vae")  # `run --model` families
 DATASETS = ("normal", "blobs", "moons", "circles", "swiss-roll")  # `run --model kde` real data
 REGIME_NAMES = ("replace", "accumulate", "accumulate-subsample", "replace-grown", "fresh-fraction")
 SCHEDULES = ("constant", "linear", "power")
+GATES = {"grammar": "ngram", "facts": "ngram", "confident": "vae"}  # `run --gate`: predicate -> its model
+RUN_SIZES = {"ngram": (32, 30, 2000), "vae": (8, 10, 1000)}
+"""``run``'s (chains, generations, M) where ``--num-chains``, ``--num-generations``, ``--num-samples`` are not
+given: (1000, 100, 100), except for the models whose generation costs much more (the sizes of their figures)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,9 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--path", choices=("sample", "exact"), default=None,
                      help="exact: sufficient statistics (O(1) per generation); sample: draw and fit M samples "
                           "(default: exact where the model and the regime have it, else sample)")
-    run.add_argument("--num-chains", type=int, default=1000)
-    run.add_argument("--num-generations", type=int, default=100)
-    run.add_argument("--num-samples", type=int, default=100, help="M (the first size for growing schedules)")
+    run.add_argument("--num-chains", type=int, default=None, help="C (default 1000; ngram 32, vae 8)")
+    run.add_argument("--num-generations", type=int, default=None,
+                     help="G fits per chain (default 100; ngram 30, vae 10)")
+    run.add_argument("--num-samples", type=int, default=None,
+                     help="M (the first size for growing schedules; default 100; ngram 2000, vae 1000)")
     run.add_argument("--schedule", choices=SCHEDULES, default="constant",
                      help="constant M; linear M + slope (t-1); power round(M t^exponent)")
     run.add_argument("--slope", type=int, default=1, help="linear schedule: increment per generation")
@@ -45,12 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ddof", type=int, choices=(0, 1), default=None,
                      help="0 = maximum likelihood (np.std), 1 = unbiased; required for the Gaussian")
     run.add_argument("--gamma", type=float, default=None, help="fresh-fraction regime: fraction of real data")
-    cat = run.add_argument_group("--model categorical")
+    run.add_argument("--gate", choices=tuple(GATES), default=None,
+                     help="verification gate on synthetic rows (regimes.Gate around --regime): ngram: grammar "
+                          "(a complete sentence of the grammar) or facts (grammatical and every fact true); vae: "
+                          "confident (the classifier's top class probability >= --gate-threshold)")
+    run.add_argument("--gate-retries", type=int, default=0,
+                     help="--gate: further draws per rejected row (0: a rejected row gets weight 0)")
+    cat = run.add_argument_group("--model categorical (--temperature and --smoothing also --model ngram)")
     cat.add_argument("--categories", type=int, default=100, help="number of outcomes K")
     cat.add_argument("--zipf", type=float, default=None, metavar="BETA",
                      help="Zipf(BETA) truth p_i ~ i^-BETA (default uniform)")
     cat.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of fitted models")
-    cat.add_argument("--smoothing", type=float, default=0.0, help="add-alpha smoothing of the refit")
+    cat.add_argument("--smoothing", type=float, default=None,
+                     help="add-alpha smoothing of the refit (default 0; ngram 0.01)")
     reg = run.add_argument_group("--model regression")
     reg.add_argument("--noise-sd", type=float, default=1.0, help="label noise σ")
     reg.add_argument("--ridge", type=float, default=0.0, help="ridge λ >= 0 (0 = OLS / minimum norm)")
@@ -79,6 +92,30 @@ def _parser() -> argparse.ArgumentParser:
                           "circles (2-D); swiss-roll (3-D, or its plane with --dim 2)")
     kde.add_argument("--data-noise", type=float, default=0.0, help="moons, circles, swiss-roll: noise sd")
     kde.add_argument("--num-test", type=int, default=500, help="rows of each chain's test set (test_nll)")
+    ngram = run.add_argument_group(
+        "--model ngram", "n-gram language model refitted on its own sentences; real data: the synthetic grammar of "
+        "collapse_theory.corpus (fluent template sentences and Zipfian ENTITY ATTR facts)")
+    ngram.add_argument("--order", type=int, choices=(2, 3), default=2, help="2 = bigram, 3 = trigram")
+    ngram.add_argument("--entities", type=int, default=60, help="facts E (3..200), Zipfian frequencies")
+    ngram.add_argument("--attributes", type=int, default=12, help="attribute values (2..100)")
+    ngram.add_argument("--fact-fraction", type=float, default=0.4, help="probability of a fact sentence, in (0, 1)")
+    ngram.add_argument("--entity-zipf", type=float, default=1.0, help="exponent s of the fact frequencies")
+    ngram.add_argument("--num-reference", type=int, default=2000,
+                       help="held-out real sentences (perplexity; shared by every chain)")
+    vae = run.add_argument_group(
+        "--model vae", "MLP/conv VAE retrained (Adam) on its own decoded images; a classifier trained once on "
+        "the real images measures rare-class share, confidence and Fréchet distance")
+    vae.add_argument("--images", default="shapes",
+                     help="shapes (procedural 8x8, rare classes built in), digits (needs scikit-learn) or mnist:DIR")
+    vae.add_argument("--num-real", type=int, default=5000, help="real training images (1000 more are held out)")
+    vae.add_argument("--latent-dim", type=int, default=8, help="latent dimension L")
+    vae.add_argument("--hidden", type=int, default=256, help="hidden layer width")
+    vae.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
+    vae.add_argument("--steps", type=int, default=1000, help="Adam steps per fit")
+    vae.add_argument("--batch-size", type=int, default=64)
+    vae.add_argument("--learning-rate", type=float, default=2e-3)
+    vae.add_argument("--classifier-steps", type=int, default=1500, help="training steps of the metric classifier")
+    vae.add_argument("--gate-threshold", type=float, default=0.9, help="--gate confident: probability threshold")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=Path("results/run.npz"))
     run.add_argument("--x64", action="store_true", help="float64 (default float32)")
@@ -225,6 +262,7 @@ def _cmd_run(args) -> int:
     from .simulate import simulate
 
     _check_model_options(args)
+    _apply_run_sizes(args)
     if args.regime == "fresh-fraction":
         if args.gamma is None:
             raise SystemExit("collapse-theory run: --regime fresh-fraction needs --gamma in (0, 1]")
@@ -235,8 +273,10 @@ def _cmd_run(args) -> int:
         regime = regimes.REGIMES[args.regime]()
     schedule = _schedule(args)
     sizes = schedule.sizes(max(args.num_generations, 1))
+    if args.dim is not None and args.model in ("ngram", "vae"):
+        raise SystemExit(f"collapse-theory run: --dim does not apply to --model {args.model} (its data fix it)")
     dim = 1 if args.dim is None else args.dim
-    truth, truth_note = None, None
+    truth, truth_note, real_data, reference, predicate = None, None, None, None, None
     if args.model == "categorical":
         model, truth = _categorical_model(args, regime.max_exact_draw(sizes))
     elif args.model == "regression":
@@ -249,15 +289,21 @@ def _cmd_run(args) -> int:
         model, truth, truth_note = _gmm_model(args, dim)
     elif args.model == "kde":
         model = _kde_model(args, regime, sizes)
+    elif args.model == "ngram":
+        model, truth, reference, predicate, truth_note = _ngram_model(args)
+    elif args.model == "vae":
+        model, real_data, reference, predicate, truth_note = _vae_model(args)
     else:
         if args.ddof is None:
             raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
         model = Gaussian(dim=dim, ddof=args.ddof)
+    if predicate is not None:
+        regime = regimes.Gate(regime, predicate, retries=args.gate_retries)
     path = args.path
     if path is None:
         from .models.base import has_exact_path
 
-        exact_regime = not isinstance(regime, regimes.AccumulateSubsample)
+        exact_regime = not isinstance(regime, (regimes.AccumulateSubsample, regimes.Gate))
         path = "exact" if has_exact_path(model) and exact_regime else "sample"
     checkpoint = args.checkpoint
     if args.resume and checkpoint is None:
@@ -268,6 +314,7 @@ def _cmd_run(args) -> int:
         progress=not args.no_progress, truth=truth, chain_offset=args.chain_offset, devices=args.devices,
         pad_chains=args.pad_chains, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
         resume=args.resume, stop_when_absorbed=args.stop_when_absorbed, compact=args.compact,
+        real_data=real_data, reference=reference,
     )
     res.metadata["command"] = "run"
     if truth_note is not None:
@@ -286,7 +333,9 @@ def _cmd_run(args) -> int:
         print(f"  every chain absorbed by generation {res.metadata['absorbed_at_generation']} (later rows filled)")
     names = [n for n in ("log_variance", "log_trace_ratio", "sq_mean_error", "w2_squared", "heterozygosity", "entropy",
                          "surviving", "lost_mass", "tail_mass", "test_error", "weight_norm_sq", "l2_to_truth",
-                         "component_w2", "heldout_loglik", "weight_entropy", "spread", "test_nll")
+                         "component_w2", "heldout_loglik", "weight_entropy", "spread", "test_nll", "perplexity",
+                         "grammaticality", "fact_accuracy", "fact_accuracy_tail", "rare_share", "confident",
+                         "neg_elbo", "frechet", "gate_acceptance")
              if n in res.summary]
     for n in names:
         print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE)")
@@ -341,20 +390,37 @@ _MODEL_OPTIONS = {
     "regression": ("noise_sd", "ridge", "design", "design_rows", "model_size", "test_labels"),
     "gmm": ("components", "separation", "covariance_type", "reg_covar", "max_iter", "tol", "init", "warm_start"),
     "kde": ("bandwidth", "dataset", "data_noise", "num_test"),
+    "ngram": ("order", "entities", "attributes", "fact_fraction", "entity_zipf", "num_reference", "temperature",
+              "smoothing", "gate", "gate_retries"),
+    "vae": ("images", "num_real", "latent_dim", "hidden", "architecture", "steps", "batch_size", "learning_rate",
+            "classifier_steps", "gate", "gate_retries", "gate_threshold"),
 }
-"""``run``'s options that belong to one model: given to another model, they are an error, not silently ignored."""
+"""``run``'s options that belong to some models: given to another model, they are an error, not silently ignored."""
 
 
 def _check_model_options(args) -> None:
     defaults = _parser().parse_args(["run"])
-    for owner, names in _MODEL_OPTIONS.items():
-        if owner == args.model:
+    mine = set(_MODEL_OPTIONS.get(args.model, ()))
+    for name in dict.fromkeys(n for names in _MODEL_OPTIONS.values() for n in names):
+        if name in mine or getattr(args, name) == getattr(defaults, name):
             continue
-        for name in names:
-            if getattr(args, name) != getattr(defaults, name):
-                flag = "--" + name.replace("_", "-")
-                what = "the Gaussian" if owner == "gaussian" else f"--model {owner}"
-                raise SystemExit(f"collapse-theory run: {flag} applies to {what}, not --model {args.model}")
+        owners = [o for o, names in _MODEL_OPTIONS.items() if name in names]
+        what = " or ".join("the Gaussian" if o == "gaussian" else f"--model {o}" for o in owners)
+        raise SystemExit(f"collapse-theory run: --{name.replace('_', '-')} applies to {what}, not --model {args.model}")
+    if args.gate is not None and GATES[args.gate] != args.model:
+        raise SystemExit(f"collapse-theory run: --gate {args.gate} applies to --model {GATES[args.gate]}, not "
+                         f"--model {args.model}")
+    if args.gate is None and (args.gate_retries != defaults.gate_retries
+                              or args.gate_threshold != defaults.gate_threshold):
+        raise SystemExit("collapse-theory run: --gate-retries and --gate-threshold need --gate")
+
+
+def _apply_run_sizes(args) -> None:
+    """Fill in the chains, generations and M not given on the command line (:data:`RUN_SIZES`)."""
+    chains, generations, m = RUN_SIZES.get(args.model, (1000, 100, 100))
+    args.num_chains = chains if args.num_chains is None else args.num_chains
+    args.num_generations = generations if args.num_generations is None else args.num_generations
+    args.num_samples = m if args.num_samples is None else args.num_samples
 
 
 def _schedule(args):
@@ -419,10 +485,63 @@ def _categorical_model(args, cap: int):
     regime's largest draw, ``regime.max_exact_draw``)."""
     from .models.categorical import Categorical
 
-    model = Categorical(args.categories, temperature=args.temperature, smoothing=args.smoothing,
+    smoothing = 0.0 if args.smoothing is None else args.smoothing
+    model = Categorical(args.categories, temperature=args.temperature, smoothing=smoothing,
                         max_samples=max(cap, 1))
     truth = model.params() if args.zipf is None else model.zipf(args.zipf)
     return model, truth
+
+
+def _ngram_model(args):
+    """Bigram/trigram model, truth (the grammar's exact law), held-out reference corpus, gate predicate and the
+    data's description for ``run --model ngram``. The reference sentences are drawn once from
+    :func:`~collapse_theory.keys.shared_key` of the seed and shared by every chain."""
+    import dataclasses
+
+    from .corpus import FactCheck, Grammar, GrammarCheck
+    from .keys import REFERENCE, root_key, shared_key
+    from .models.ngram import NGram
+
+    grammar = Grammar(num_entities=args.entities, num_attributes=args.attributes, fact_fraction=args.fact_fraction,
+                      entity_zipf=args.entity_zipf)
+    smoothing = 0.01 if args.smoothing is None else args.smoothing
+    model = NGram.for_grammar(grammar, order=args.order, smoothing=smoothing, temperature=args.temperature)
+    if isinstance(args.num_reference, bool) or args.num_reference < 1:
+        raise ValueError(f"num_reference={args.num_reference} is out of range: need num_reference >= 1")
+    reference = grammar.sample(shared_key(root_key(args.seed), REFERENCE), args.num_reference)
+    predicate = {None: None, "grammar": GrammarCheck(grammar), "facts": FactCheck(grammar)}[args.gate]
+    note = {"grammar": dataclasses.asdict(grammar), "vocab_size": grammar.vocab_size,
+            "num_reference": args.num_reference, "reference_key": "shared_key(root_key(seed), REFERENCE)"}
+    return model, model.true_params(), reference, predicate, note
+
+
+def _vae_model(args):
+    """VAE, real training images, metric reference (held-out images and the classifier trained once on the real
+    ones), gate predicate and the data's description for ``run --model vae``."""
+    import jax.numpy as jnp
+
+    from .checks.vae import image_setup
+    from .models import classifier as clf_mod
+    from .models.vae import VAE
+
+    if args.images not in ("shapes", "digits") and not args.images.startswith("mnist:"):
+        raise SystemExit(f"collapse-theory run: --images {args.images!r} is not one of shapes, digits, mnist:DIR")
+    for name in ("num_real", "classifier_steps"):
+        value = getattr(args, name)
+        if value < 1:
+            raise ValueError(f"{name}={value} is out of range: need {name} >= 1")
+    train, test, clf, reference = image_setup(args.images, num_real=args.num_real, seed=args.seed,
+                                              classifier_steps=args.classifier_steps)
+    model = VAE(image_shape=train.image_shape, latent_dim=args.latent_dim, hidden=(args.hidden,),
+                architecture=args.architecture, steps=args.steps, batch_size=args.batch_size,
+                learning_rate=args.learning_rate)
+    predicate = None if args.gate is None else clf_mod.Confident(clf, args.gate_threshold)
+    accuracy = clf_mod.accuracy(clf, test.images, test.labels)
+    rare = [train.class_names[i] for i in range(train.num_classes) if float(reference.rare[i]) > 0]
+    print(f"  classifier: held-out accuracy {accuracy:.3f}; rare classes: {', '.join(rare) or 'none'}")
+    note = {"images": args.images, "num_real": len(train.labels), "num_test": len(test.labels),
+            "classes": list(train.class_names), "rare_classes": rare, "classifier_accuracy": accuracy}
+    return model, jnp.asarray(train.images), reference, predicate, note
 
 
 def _report_running(name: str) -> None:
@@ -505,9 +624,9 @@ def _cmd_demo(args) -> int:
 def _cmd_list(args) -> int:
     from . import checks
 
-    print("models:   " + ", ".join(MODELS) + " (collapse-theory run); Python API also: "
-          "NGram, VAE (collapse_theory.models)")
-    print("regimes:  " + ", ".join(REGIME_NAMES))
+    print("models:   " + ", ".join(MODELS) + " (collapse-theory run --model; classes in collapse_theory.models)")
+    print("regimes:  " + ", ".join(REGIME_NAMES) + "; gates (run --gate): "
+          + ", ".join(f"{name} ({model})" for name, model in GATES.items()))
     print("checks:")
     for c in checks.CHECKS.values():
         print(f"  {c.name:<44} [{c.family}] {c.reference}")
@@ -526,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                "list": _cmd_list}[args.command]
     try:
         return handler(args)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:  # bad input, missing file or extra
         print(f"collapse-theory {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `collapse-theory list | head`: the reader left; end quietly, as `ls | head` does

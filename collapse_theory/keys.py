@@ -30,6 +30,11 @@ METRIC = 6
 """Purpose: randomness inside ``metrics`` (a downstream fit, Monte-Carlo estimates of an observable)."""
 TRUTH = 7
 """Purpose: a chain's own real distribution, drawn once per chain at generation 0 (``model.chain_truth``)."""
+REFERENCE = 8
+"""Purpose: data shared by every chain and drawn once per run (a held-out reference corpus): :func:`shared_key`."""
+
+SHARED_CHAIN = 2**32 - 1
+"""The chain id of :func:`shared_key`: no chain has it (chain ids are int32, < 2³¹)."""
 
 
 def root_key(seed: int) -> jax.Array:
@@ -44,6 +49,12 @@ def root_key(seed: int) -> jax.Array:
 def derive_key(root: jax.Array, chain, t, purpose: int) -> jax.Array:
     """Key for (chain, generation, purpose); ``chain`` and ``t`` may be traced integers."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, chain), t), purpose)
+
+
+def shared_key(root: jax.Array, purpose: int) -> jax.Array:
+    """Key of draws shared by every chain of a run (a held-out corpus every chain is measured on):
+    ``derive_key(root, SHARED_CHAIN, 0, purpose)``, disjoint from every chain's keys."""
+    return derive_key(root, SHARED_CHAIN, 0, purpose)
 
 
 # ---------------------------------------------------------------------------------------------------------------

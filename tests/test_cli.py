@@ -157,6 +157,13 @@ def test_run_kde_spread_matches_theory(tmp_path, capsys):
     (["--model", "kde"], "--model kde needs --bandwidth"),
     (["--model", "kde", "--bandwidth", "1", "--dataset", "blobs", "--data-noise", "0.1"],
      "--data-noise applies to moons, circles and swiss-roll"),
+    (["--model", "categorical", "--order", "3"], "--order applies to --model ngram, not --model categorical"),
+    (["--model", "ngram", "--latent-dim", "3"], "--latent-dim applies to --model vae, not --model ngram"),
+    (["--ddof", "1", "--gate", "grammar"], "--gate applies to --model ngram or --model vae, not --model gaussian"),
+    (["--model", "vae", "--gate", "facts"], "--gate facts applies to --model ngram, not --model vae"),
+    (["--model", "ngram", "--gate-retries", "2"], "--gate-retries and --gate-threshold need --gate"),
+    (["--model", "ngram", "--dim", "3"], "--dim does not apply to --model ngram"),
+    (["--model", "vae", "--images", "faces"], "--images 'faces' is not one of shapes, digits, mnist:DIR"),
 ])
 def test_run_model_options_belong_to_their_model(tmp_path, argv, message):
     """An option of another model is an error that names it (it used to be ignored silently)."""
@@ -178,6 +185,78 @@ def test_run_kde_with_a_growing_schedule_fits_its_pool(tmp_path, capsys):
                  "--slope", "5", "--num-samples", "20", "--num-generations", "10", "--num-chains", "4",
                  "--out", str(tmp_path / "k.npz"), "--no-progress"])
     assert code == 0, capsys.readouterr().err
+
+
+def test_run_ngram_fact_share_follows_the_smoothed_refit(tmp_path, capsys):
+    """``run --model ngram``: every sentence opens with BOS, so the BOS row of the bigram table is refitted on exactly
+    M draws from the previous row; an add-α refit is linear in the counts, so the fact share x_t = Σ_e P(e | BOS)
+    follows E x_t = (M E x_{t−1} + E α) / (M + (V − 2) α), x_0 = f (the grammar's ``--fact-fraction``), with E
+    entities and V tokens. Planted: α not reaching the model (x_t = f, a martingale) and ``--entities`` not reaching
+    the grammar (60 entities, V = 115). The sidecar records the grammar; the summary prints the language metrics."""
+    from collapse_theory.corpus import Grammar
+
+    m, e, alpha, f, g = 20, 20, 0.05, 0.1, 5
+
+    def expected(num_entities, smoothing):
+        v, x = Grammar(num_entities=num_entities).vocab_size, f
+        for _ in range(g):
+            x = (m * x + num_entities * smoothing) / (m + (v - 2) * smoothing)
+        return x
+
+    out = tmp_path / "ngram.npz"
+    code = main(["run", "--model", "ngram", "--smoothing", str(alpha), "--entities", str(e), "--fact-fraction",
+                 str(f), "--num-samples", str(m), "--num-chains", "1000", "--num-generations", str(g), "--x64",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "final E grammaticality" in printed and "final E fact_accuracy_tail" in printed
+    res = SimulationResult.load(out)
+    sim, se = res.mean("fact_share")[-1], res.se("fact_share")[-1]
+    assert abs(sim - expected(e, alpha)) / se < 4, (sim, se, expected(e, alpha))
+    for wrong in (expected(e, 0.0), expected(60, alpha)):
+        assert abs(sim - wrong) / se > 4, (sim, se, wrong)
+    meta = json.loads((tmp_path / "ngram.json").read_text())
+    assert meta["config"]["model_options"]["grammar"]["num_entities"] == e
+    assert meta["metadata"]["truth"]["num_reference"] == 2000
+
+
+def test_run_ngram_grammar_gate_keeps_the_text_grammatical(tmp_path, capsys):
+    """``--gate grammar`` wraps the regime in ``regimes.Gate`` with ``GrammarCheck``: the refits see grammatical
+    sentences only, so the share of grammatical samples does not fall (it falls from 0.71 to 0.21 in six fits
+    without the gate, α = 0.01, M = 200). Fails if the flag does not reach the regime."""
+    out = tmp_path / "gated.npz"
+    code = main(["run", "--model", "ngram", "--gate", "grammar", "--num-samples", "200", "--num-chains", "16",
+                 "--num-generations", "6", "--out", str(out), "--no-progress"])
+    assert code == 0
+    res = SimulationResult.load(out)
+    mean, se = res.mean("grammaticality"), res.se("grammaticality")
+    assert mean[-1] > mean[0] - 4 * np.hypot(se[0], se[-1]), (mean, se)
+    options = res.config["regime_options"]
+    assert res.config["regime"] == "Gate" and options["inner"] == {"type": "Replace"}
+    assert options["predicate"]["type"] == "GrammarCheck" and options["retries"] == 0
+
+
+def test_run_vae_flags_reach_the_model_and_the_gate(tmp_path, capsys):
+    """``run --model vae`` on the procedural shapes: the network flags reach the VAE, ``--gate confident`` wraps
+    the regime in a classifier gate with ``--gate-threshold`` (its weights recorded by shape and hash, not copied),
+    and the sidecar names the data and the rare classes."""
+    out = tmp_path / "vae.npz"
+    code = main(["run", "--model", "vae", "--regime", "accumulate", "--gate", "confident", "--gate-threshold",
+                 "0.8", "--gate-retries", "1", "--num-chains", "2", "--num-generations", "2", "--num-samples", "100",
+                 "--num-real", "400", "--steps", "20", "--hidden", "16", "--latent-dim", "3",
+                 "--classifier-steps", "50", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "final E rare_share" in capsys.readouterr().out
+    res = SimulationResult.load(out)
+    opts = res.config["model_options"]
+    assert (opts["latent_dim"], opts["hidden"], opts["steps"], opts["image_shape"]) == (3, [16], 20, [8, 8])
+    gate = res.config["regime_options"]
+    assert gate["inner"] == {"type": "Accumulate"} and gate["retries"] == 1
+    assert gate["predicate"]["type"] == "Confident" and gate["predicate"]["threshold"] == 0.8
+    assert set(gate["predicate"]["params"]["hidden"]["w"]) == {"shape", "dtype", "sha256"}
+    truth = res.metadata["truth"]
+    assert truth["images"] == "shapes" and truth["rare_classes"] == ["plus", "ring"]
+    assert np.all(np.isfinite(res.mean("neg_elbo")))
 
 
 def test_quick_figures_do_not_overwrite_the_full_size_ones(tmp_path, monkeypatch, capsys):
