@@ -256,7 +256,12 @@ class Grammar:
 
     # ---- sampling ---------------------------------------------------------------------------------------------
     def sample(self, key: jax.Array, n: int) -> jax.Array:
-        """``n`` real sentences, shape (n, 9) int32 (direct construction from the grammar, not the bigram table)."""
+        """``n`` real sentences, shape (n, 9) int32 (direct construction from the grammar, not the bigram table).
+
+        One compiled program per (grammar, n): run op by op, its dozen random draws cost a compile each (3 s)."""
+        return _sample_sentences(self, key, n)
+
+    def _sample_eager(self, key: jax.Array, n: int) -> jax.Array:
         keys = jax.random.split(key, 9)
         wz = functools.partial(zipf_probs, exponent=self.word_zipf)
 
@@ -281,6 +286,11 @@ class Grammar:
                           jnp.full((n,), PERIOD), jnp.full((n,), EOS)], axis=1).astype(jnp.int32)
         short = jnp.concatenate([full[:, :5], full[:, 6:], jnp.full((n, 1), PAD, jnp.int32)], axis=1)
         return jnp.where(has_adj[:, None], full, short)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _sample_sentences(grammar: Grammar, key: jax.Array, n: int) -> jax.Array:
+    return grammar._sample_eager(key, n)
 
 
 @functools.lru_cache(maxsize=64)
