@@ -132,9 +132,50 @@ def test_wright_fisher_numpy_oracle():
     assert_rejects(h_mean, h_se, c.expected_heterozygosity(t_max, m - 1, h0), label="numpy WF H, M-1")
 
 
+def _smoothed_chain_exact(p0, m, alpha, t_max):
+    """E p_t and E Σ p_t² of the add-α smoothed replace chain by enumerating every count vector (K = len(p0)):
+    the state after a fit is its counts c, the next counts are Multinomial(M, (c + α)/(M + Kα))."""
+    import itertools
+
+    from scipy import stats
+
+    k = len(p0)
+    states = [c for c in itertools.product(range(m + 1), repeat=k) if sum(c) == m]
+    probs_of = np.array([(np.array(c) + alpha) / (m + k * alpha) for c in states])
+    first = np.array([stats.multinomial.pmf(c, m, p0) for c in states])
+    step = np.array([[stats.multinomial.pmf(c, m, q) for c in states] for q in probs_of])
+    dist, mean, square = first, [], []
+    for _ in range(t_max):
+        mean.append(dist @ probs_of)
+        square.append(dist @ (probs_of**2).sum(axis=1))
+        dist = dist @ step
+    return np.array(mean), np.array(square)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 2.0])
+def test_smoothed_chain_against_exact_enumeration(alpha):
+    """``expected_smoothed_probs`` and ``expected_smoothed_heterozygosity`` equal the exact expectations of the
+    smoothed chain computed by enumerating its states (K = 3, M = 4, six fits): an independent derivation of both
+    recursions. α = 0 is Wright–Fisher."""
+    p0, m, t_max = np.array([0.6, 0.3, 0.1]), 4, 6
+    mean, square = _smoothed_chain_exact(p0, m, alpha, t_max)
+    t = np.arange(1, t_max + 1)
+    np.testing.assert_allclose(c.expected_smoothed_probs(t, m, p0, alpha), mean, rtol=1e-12, atol=1e-14)
+    h0 = c.heterozygosity(p0)
+    np.testing.assert_allclose(c.expected_smoothed_heterozygosity(t, m, h0, alpha, 3), 1 - square, rtol=1e-12)
+    if alpha == 0:
+        np.testing.assert_allclose(1 - square, c.expected_heterozygosity(t, m, h0), rtol=1e-12)
+    else:  # the drift–mutation balance: far from Wright–Fisher's decay to 0
+        assert c.smoothed_heterozygosity_limit(m, alpha, 3) > 0.2
+        assert np.all(np.abs(1 - square - c.expected_heterozygosity(t, m, h0))[2:] > 0.02)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
+        (lambda: c.expected_smoothed_probs(2, 10, [0.5, 0.5], -0.1), "smoothing=-0.1"),
+        (lambda: c.expected_smoothed_heterozygosity(2, 10, 0.5, np.inf, 3), "smoothing=inf"),
+        (lambda: c.expected_smoothed_heterozygosity(2, 10, 0.5, 0.1, 0), "num_categories=0"),
         (lambda: c.zipf_probs(1, 1.0), "num_categories=1"),
         (lambda: c.zipf_probs(10, -0.5), "beta=-0.5"),
         (lambda: c.expected_heterozygosity(3, 0, 0.5), "num_samples=0"),

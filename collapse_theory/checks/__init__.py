@@ -150,7 +150,7 @@ def run_checks(names: list[str], *, quick: bool = False, seed: int = 0, z_max: f
     return rows
 
 
-_SLOWEST_FAMILIES_FIRST = ("regression", "vae", "gaussian", "categorical", "gmm", "kde")
+_SLOWEST_FAMILIES_FIRST = ("regression", "vae", "gaussian", "ngram", "categorical", "gmm", "kde")
 
 
 def run_checks_parallel(checks: list[Check], jobs: int, *, quick: bool = False, seed: int = 0,
@@ -213,4 +213,5 @@ from . import regression as regression  # noqa: E402,F401  (registers the regres
 from . import categorical as categorical  # noqa: E402,F401  (registers the categorical checks)
 from . import gmm_kde as gmm_kde  # noqa: E402  (registers the GMM and KDE checks)
 from . import vae as vae  # noqa: E402  (registers the VAE checks)
+from . import ngram as ngram  # noqa: E402,F401  (registers the tiny language model's checks)
 # isort: on

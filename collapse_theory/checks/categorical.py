@@ -126,6 +126,44 @@ register(Check(
 ))
 
 
+SMOOTHING = 0.1
+"""α of the smoothed chain: K α = 1 pseudo-count per fit against M = 10 real ones."""
+
+
+@functools.lru_cache(maxsize=4)
+def _smoothed_run(quick: bool, seed: int):
+    model = Categorical(K_SMALL, smoothing=SMOOTHING, max_samples=M_SMALL)
+    return simulate(
+        seed, model, regimes.Replace(), num_chains=_chains(quick, 8192), num_generations=30, num_samples=M_SMALL,
+        truth=model.params(_truth_small()), path="exact", metrics=["heterozygosity", "top_prob"], quantiles=(),
+        compiler_options=compile_options(quick),
+    )
+
+
+def _smoothed(quick, seed):
+    p0 = _truth_small()
+    h0 = th.heterozygosity(p0)
+    res = _smoothed_run(quick, seed)
+    params = {**_SMALL, "smoothing": SMOOTHING}
+    rows = _rows(res, "heterozygosity", (5, 30),
+                 lambda n: th.expected_smoothed_heterozygosity(n, M_SMALL, h0, SMOOTHING, K_SMALL),
+                 lambda n: th.expected_heterozygosity(n, M_SMALL, h0), **params)
+    rows += _rows(res, "top_prob", (5,), lambda n: th.expected_smoothed_probs(n, M_SMALL, p0, SMOOTHING)[0],
+                  lambda n: p0[0], **params)
+    return rows
+
+
+register(Check(
+    name="categorical-smoothed-replace",
+    family="categorical",
+    reference="add-α (Lidstone) smoothed refits: drift–mutation balance, derived here (theory.categorical)",
+    formula="E p_t = 1/K + r^t (p_0 − 1/K), r = M/(M + Kα); E H_t = H* + a^t (H_0 − H*), a = M(M−1)/(M + Kα)², "
+            "H* = α(K−1)(2M + Kα)/(M + 2MKα + K²α²)",
+    planted="α ignored: the Wright–Fisher (1 − 1/M)^t H_0 and the martingale E p_t = p_0",
+    run=_smoothed,
+))
+
+
 def _fixation(quick, seed):
     p0 = _truth_small()
     res = _replace_run(quick, seed)
