@@ -289,10 +289,9 @@ def _cmd_run(args) -> int:
         model, truth, truth_note = _gmm_model(args, dim)
     elif args.model == "kde":
         model = _kde_model(args, regime, sizes)
-    elif args.model == "ngram":
-        model, truth, reference, predicate, truth_note = _ngram_model(args)
-    elif args.model == "vae":
-        model, real_data, reference, predicate, truth_note = _vae_model(args)
+    elif args.model in ("ngram", "vae"):
+        setup = _ngram_setup(args) if args.model == "ngram" else _vae_setup(args)
+        model, truth, real_data, reference, predicate, truth_note = setup
     else:
         if args.ddof is None:
             raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
@@ -492,56 +491,31 @@ def _categorical_model(args, cap: int):
     return model, truth
 
 
-def _ngram_model(args):
-    """Bigram/trigram model, truth (the grammar's exact law), held-out reference corpus, gate predicate and the
-    data's description for ``run --model ngram``. The reference sentences are drawn once from
-    :func:`~collapse_theory.keys.shared_key` of the seed and shared by every chain."""
-    import dataclasses
+def _ngram_setup(args):
+    """``setups.ngram`` from ``run``'s options (the grammar's, the model's and the gate)."""
+    from . import setups
 
-    from .corpus import FactCheck, Grammar, GrammarCheck
-    from .keys import REFERENCE, root_key, shared_key
-    from .models.ngram import NGram
-
-    grammar = Grammar(num_entities=args.entities, num_attributes=args.attributes, fact_fraction=args.fact_fraction,
-                      entity_zipf=args.entity_zipf)
-    smoothing = 0.01 if args.smoothing is None else args.smoothing
-    model = NGram.for_grammar(grammar, order=args.order, smoothing=smoothing, temperature=args.temperature)
-    if isinstance(args.num_reference, bool) or args.num_reference < 1:
-        raise ValueError(f"num_reference={args.num_reference} is out of range: need num_reference >= 1")
-    reference = grammar.sample(shared_key(root_key(args.seed), REFERENCE), args.num_reference)
-    predicate = {None: None, "grammar": GrammarCheck(grammar), "facts": FactCheck(grammar)}[args.gate]
-    note = {"grammar": dataclasses.asdict(grammar), "vocab_size": grammar.vocab_size,
-            "num_reference": args.num_reference, "reference_key": "shared_key(root_key(seed), REFERENCE)"}
-    return model, model.true_params(), reference, predicate, note
+    grammar = {"num_entities": args.entities, "num_attributes": args.attributes,
+               "fact_fraction": args.fact_fraction, "entity_zipf": args.entity_zipf}
+    return setups.ngram(args.seed, grammar=grammar, num_reference=args.num_reference, gate=args.gate,
+                        order=args.order, smoothing=0.01 if args.smoothing is None else args.smoothing,
+                        temperature=args.temperature)
 
 
-def _vae_model(args):
-    """VAE, real training images, metric reference (held-out images and the classifier trained once on the real
-    ones), gate predicate and the data's description for ``run --model vae``."""
-    import jax.numpy as jnp
-
-    from .checks.vae import image_setup
-    from .models import classifier as clf_mod
-    from .models.vae import VAE
+def _vae_setup(args):
+    """``setups.vae`` from ``run``'s options; prints the classifier's held-out accuracy and the rare classes."""
+    from . import setups
 
     if args.images not in ("shapes", "digits") and not args.images.startswith("mnist:"):
         raise SystemExit(f"collapse-theory run: --images {args.images!r} is not one of shapes, digits, mnist:DIR")
-    for name in ("num_real", "classifier_steps"):
-        value = getattr(args, name)
-        if value < 1:
-            raise ValueError(f"{name}={value} is out of range: need {name} >= 1")
-    train, test, clf, reference = image_setup(args.images, num_real=args.num_real, seed=args.seed,
-                                              classifier_steps=args.classifier_steps)
-    model = VAE(image_shape=train.image_shape, latent_dim=args.latent_dim, hidden=(args.hidden,),
-                architecture=args.architecture, steps=args.steps, batch_size=args.batch_size,
-                learning_rate=args.learning_rate)
-    predicate = None if args.gate is None else clf_mod.Confident(clf, args.gate_threshold)
-    accuracy = clf_mod.accuracy(clf, test.images, test.labels)
-    rare = [train.class_names[i] for i in range(train.num_classes) if float(reference.rare[i]) > 0]
-    print(f"  classifier: held-out accuracy {accuracy:.3f}; rare classes: {', '.join(rare) or 'none'}")
-    note = {"images": args.images, "num_real": len(train.labels), "num_test": len(test.labels),
-            "classes": list(train.class_names), "rare_classes": rare, "classifier_accuracy": accuracy}
-    return model, jnp.asarray(train.images), reference, predicate, note
+    setup = setups.vae(args.seed, images=args.images, num_real=args.num_real, classifier_steps=args.classifier_steps,
+                       gate=args.gate, gate_threshold=args.gate_threshold, latent_dim=args.latent_dim,
+                       hidden=args.hidden, architecture=args.architecture, steps=args.steps,
+                       batch_size=args.batch_size, learning_rate=args.learning_rate)
+    note = setup.note
+    print(f"  classifier: held-out accuracy {note['classifier_accuracy']:.3f}; rare classes: "
+          f"{', '.join(note['rare_classes']) or 'none'}")
+    return setup
 
 
 def _report_running(name: str) -> None:

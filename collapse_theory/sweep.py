@@ -2,7 +2,7 @@ r"""Parameter sweeps: a grid of :func:`~collapse_theory.simulate.simulate` runs 
 
 Spec (every value may be a list; lists are grid axes and the grid is their Cartesian product)::
 
-    model = "gaussian"                 # gaussian | regression | categorical | gmm | kde
+    model = "gaussian"                 # gaussian | regression | categorical | gmm | kde | ngram | vae
     regime = ["replace", "accumulate"] # names of collapse_theory.regimes.REGIMES
     path = "exact"
     num_chains = 4096
@@ -16,9 +16,16 @@ Spec (every value may be a list; lists are grid axes and the grid is their Carte
     ddof = 1
     [regime_options]                   # keyword arguments of the regime class (e.g. gamma for fresh-fraction)
 
-Each cell's truth is the model's ``params()``: for ``gmm`` equal weights, means 0 and identity covariances (Shumailov
-et al.'s setting), for ``kde`` its default dataset (``Blobs()``; set ``capacity`` to the rows the regime hands a fit,
-``models.kde.capacity_for``).
+``ngram`` and ``vae`` cells are built by :mod:`collapse_theory.setups` (``setups.ngram(seed, **model_options)``,
+``setups.vae(seed, **model_options)``: the same simulation as ``collapse-theory run`` with the same options), so
+their ``model_options`` also take the set-up's own keys (``grammar`` as a table, ``num_reference``; ``images``,
+``num_real``, ``classifier_steps``, ``gate_threshold``), and they accept ``gate`` (``"none"`` or a gate name of
+the set-up, e.g. ``gate = ["none", "grammar", "facts"]``) and ``gate_retries``: the regime is wrapped in
+:class:`~collapse_theory.regimes.Gate`.
+
+Each other cell's truth is the model's ``params()``: for ``gmm`` equal weights, means 0 and identity covariances
+(Shumailov et al.'s setting), for ``kde`` its default dataset (``Blobs()``; set ``capacity`` to the rows the regime
+hands a fit, ``models.kde.capacity_for``).
 
 ``quantiles``, ``metrics`` and the ``*_options`` tables are taken as given (a list there is a value, not an
 axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes.
@@ -38,15 +45,20 @@ from pathlib import Path
 
 _KEYS = ("model", "model_options", "regime", "regime_options", "path", "num_chains", "num_generations",
          "num_samples", "seed", "seeds", "metrics", "quantiles", "trajectories", "chunk_size", "x64",
-         "stop_when_absorbed", "compact")
+         "stop_when_absorbed", "compact", "gate", "gate_retries")
 _AS_VALUE = ("metrics", "quantiles", "x64")
 
 
 def _model_classes():
+    from . import setups
     from .models import Categorical, Gaussian, GaussianMixture, KernelDensity, LinearRegression
 
     return {"gaussian": Gaussian, "regression": LinearRegression, "categorical": Categorical,
-            "gmm": GaussianMixture, "kde": KernelDensity}
+            "gmm": GaussianMixture, "kde": KernelDensity, "ngram": setups.ngram, "vae": setups.vae}
+
+
+_SETUPS = ("ngram", "vae")
+"""Models built with their data by :mod:`collapse_theory.setups` (a function of the seed, not a class)."""
 
 
 def load_spec(path) -> dict:
@@ -110,6 +122,7 @@ def expand(spec: dict) -> list[dict]:
 
 
 def _build(cell: dict):
+    """``(model, regime, simulate keyword arguments, data description or None)`` of one cell."""
     from . import regimes
 
     models = _model_classes()
@@ -117,15 +130,25 @@ def _build(cell: dict):
         raise ValueError(f"model={cell['model']!r} is not one of {sorted(models)}")
     if cell.get("regime", "replace") not in regimes.REGIMES:
         raise ValueError(f"regime={cell.get('regime')!r} is not one of {sorted(regimes.REGIMES)}")
-    model = models[cell["model"]](**cell.get("model_options", {}))
     regime = regimes.REGIMES[cell.get("regime", "replace")](**cell.get("regime_options", {}))
-    return model, regime
+    gate = cell.get("gate", "none")
+    if cell["model"] not in _SETUPS:
+        if gate != "none" or "gate_retries" in cell:
+            raise ValueError(f"gate={gate!r}: gates apply to the models {list(_SETUPS)}, not {cell['model']!r}")
+        return models[cell["model"]](**cell.get("model_options", {})), regime, {}, None
+    setup = models[cell["model"]](int(cell["seed"]), gate=None if gate == "none" else gate,
+                                  **cell.get("model_options", {}))
+    if setup.gate is not None:
+        regime = regimes.Gate(regime, setup.gate, retries=int(cell.get("gate_retries", 0)))
+    elif "gate_retries" in cell:
+        raise ValueError("gate_retries needs a gate")
+    return setup.model, regime, setup.simulate_kwargs(), setup.note
 
 
 def _group_key(cell: dict) -> str:
     shape = {k: cell.get(k) for k in ("model", "model_options", "regime", "regime_options", "path", "num_chains",
                                       "num_generations", "metrics", "quantiles", "trajectories", "chunk_size",
-                                      "stop_when_absorbed", "compact")}
+                                      "stop_when_absorbed", "compact", "gate", "gate_retries")}
     if cell.get("path", "sample") == "sample":
         shape["num_samples"] = cell["num_samples"]
     return json.dumps(shape, sort_keys=True)
@@ -158,7 +181,7 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
             if resume and path.exists():
                 entry["status"] = "done (kept)"
             else:
-                model, regime = _build(cell)
+                model, regime, data, note = _build(cell)
                 res = simulate(
                     int(cell["seed"]), model, regime, num_chains=cell["num_chains"],
                     num_generations=cell["num_generations"], num_samples=cell["num_samples"],
@@ -167,8 +190,10 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
                     trajectories=bool(cell.get("trajectories", False)), chunk_size=cell.get("chunk_size"),
                     progress=progress, devices=devices,
                     stop_when_absorbed=bool(cell.get("stop_when_absorbed", False)),
-                    compact=bool(cell.get("compact", False)),
+                    compact=bool(cell.get("compact", False)), **data,
                 )
+                if note is not None:
+                    res.metadata["truth"] = note
                 res.metadata["command"] = "sweep"
                 res.metadata["sweep_cell"] = i
                 res.save(path)

@@ -103,9 +103,38 @@ def test_sweep_runs_categorical_cells_until_collapse(tmp_path):
         assert got.metadata["absorbed_at_generation"] == direct.metadata["absorbed_at_generation"] < 200
 
 
+def test_sweep_ngram_cells_equal_the_run_command(tmp_path, capsys):
+    """``ngram`` cells with a ``gate`` axis are built by ``setups.ngram`` as ``collapse-theory run --model ngram``
+    builds them: each cell's result equals the command's with the same options, bit for bit (grammar, held-out
+    corpus from the seed, smoothing, the gate around the regime)."""
+    spec = {"model": "ngram", "regime": "replace", "num_chains": 4, "num_generations": 2, "num_samples": 200,
+            "seed": 3, "gate": ["none", "grammar"], "metrics": ["perplexity", "grammaticality", "fact_share"],
+            "quantiles": [], "model_options": {"smoothing": 0.05, "num_reference": 100,
+                                               "grammar": {"num_entities": 20, "fact_fraction": 0.2}}}
+    index = run_sweep(spec, tmp_path / "grid")
+    for cell in index["cells"]:
+        got = SimulationResult.load(tmp_path / "grid" / cell["file"])
+        gate = cell["params"]["gate"]
+        argv = ["run", "--model", "ngram", "--num-chains", "4", "--num-generations", "2", "--num-samples", "200",
+                "--seed", "3", "--smoothing", "0.05", "--num-reference", "100", "--entities", "20",
+                "--fact-fraction", "0.2", "--x64", "--out", str(tmp_path / f"{gate}.npz"), "--no-progress"]
+        assert main(argv + ([] if gate == "none" else ["--gate", gate])) == 0
+        direct = SimulationResult.load(tmp_path / f"{gate}.npz")
+        for metric in spec["metrics"]:
+            np.testing.assert_array_equal(got.mean(metric), direct.mean(metric))
+        assert got.config["regime"] == ("Replace" if gate == "none" else "Gate")
+        assert got.metadata["truth"]["grammar"]["num_entities"] == 20
+
+
 def test_sweep_rejects_bad_names(tmp_path):
-    with pytest.raises(ValueError, match=r"model='vae' is not one of"):
-        run_sweep({"model": "vae", "num_chains": 2, "num_generations": 1, "num_samples": 3}, tmp_path)
+    with pytest.raises(ValueError, match=r"model='nn' is not one of"):
+        run_sweep({"model": "nn", "num_chains": 2, "num_generations": 1, "num_samples": 3}, tmp_path)
+    with pytest.raises(ValueError, match=r"gate='grammar': gates apply to the models \['ngram', 'vae'\]"):
+        run_sweep({"model": "gaussian", "gate": "grammar", "num_chains": 2, "num_generations": 1,
+                   "num_samples": 3, "model_options": {"ddof": 1}}, tmp_path)
+    with pytest.raises(ValueError, match=r"gate='confident' is not one of \('grammar', 'facts'\)"):
+        run_sweep({"model": "ngram", "gate": "confident", "num_chains": 2, "num_generations": 1,
+                   "num_samples": 3}, tmp_path)
     bad = tmp_path / "grid.yaml"
     bad.write_text("model: gaussian")
     assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
