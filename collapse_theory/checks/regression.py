@@ -217,8 +217,9 @@ def _mixture_shift_and_error(quick, seed):
     p2s = (0.1, 0.5)
     model = LinearRegression(dim=d, noise_sd=0.5)
     n2 = [int(round(p * n)) for p in p2s]
+    # quick: 500 chains still put the planted p2² 60+ standard errors away (2000 chains: 130-275)
     res = simulate_mixture(seed, model, num_real=[n - k for k in n2], num_synth=n2, shift_norm_sq=shift,
-                           num_chains=_chains(quick, 2000))
+                           num_chains=500 if quick else 16000)
     out = []
     for i, p2 in enumerate(p2s):
         out.append(_measure(
@@ -244,8 +245,9 @@ def _mixture_error(quick, seed):
     p2s = (0.1, 0.5)
     model = LinearRegression(dim=d, noise_sd=sigma)
     n2 = [int(round(p * n)) for p in p2s]
+    # quick: 250 chains still reject the planted form by 13+ standard errors (1000 chains: 30-42)
     res = simulate_mixture(seed, model, num_real=[n - k for k in n2], num_synth=n2, shift_norm_sq=shift,
-                           num_chains=_chains(quick, 1000))
+                           num_chains=250 if quick else 8000)
     out = []
     for i, p2 in enumerate(p2s):
         noise = th.mixture_noise_term(n, d, p2, sigma**2, sigma**2)
