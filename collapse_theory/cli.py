@@ -160,6 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--quick", action="store_true",
                        help="fewer chains (about 50 s on 2 cores once the compile cache is warm)")
     check.add_argument("--json", type=Path, default=None, help="write the table as a list of records")
+    check.add_argument("--markdown", type=Path, default=None,
+                       help="write the table as Markdown (with references, formulas and run metadata)")
     check.add_argument("--family", action="append", default=None, help="only this family (repeatable)")
     check.add_argument("--name", action="append", default=None, help="only this check (repeatable)")
     check.add_argument("--seed", type=int, default=0)
@@ -540,8 +542,11 @@ def _cmd_check(args) -> int:
     print(f"\n{len(rows) - len(failed) - empirical} passed, {len(failed)} failed, {empirical} empirical  "
           f"(|z| <= {args.z}; "
           f"{len(chosen)} checks, quick={args.quick}, seed={args.seed})")
+    meta = collect_metadata(seed=args.seed, quick=args.quick, z_max=args.z)
+    if args.markdown is not None:
+        atomic_write_text(args.markdown, checks.format_markdown(rows, meta))
+        print(f"wrote {args.markdown}")
     if args.json is not None:
-        meta = collect_metadata(seed=args.seed, quick=args.quick, z_max=args.z)
         for r in rows:
             r["metadata"] = meta
         atomic_write_text(args.json, json.dumps(to_jsonable(rows), indent=2, allow_nan=True) + "\n")

@@ -291,7 +291,9 @@ def test_run_fresh_fraction_gamma_checked(tmp_path, capsys):
 
 def test_check_json_records(tmp_path, capsys):
     path = tmp_path / "check.json"
-    code = main(["check", "--quick", "--name", "gaussian-replace-grown", "--json", str(path)])
+    markdown = tmp_path / "check.md"
+    code = main(["check", "--quick", "--name", "gaussian-replace-grown", "--json", str(path),
+                 "--markdown", str(markdown)])
     assert code == 0
     records = json.loads(path.read_text())
     assert records
@@ -299,6 +301,15 @@ def test_check_json_records(tmp_path, capsys):
         for key in ("name", "family", "reference", "quantity", "theory", "simulation", "se", "z", "passed"):
             assert key in r
     assert "passed" in capsys.readouterr().out
+    # the same rows as a Markdown table: metadata line, header, one line per record with its z and verdict
+    lines = markdown.read_text().splitlines()
+    assert lines[0].startswith("seed = 0; quick = True") and "jax = " in lines[0]
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[0].startswith("| check | reference | formula | quantity | theory")
+    rows = table[1:]
+    assert len(rows) == len(records) and "`gaussian-replace-grown`" in rows[0]
+    for line, r in zip(rows, records, strict=True):
+        assert f"{r['z']:+.2f}" in line and ("PASS" if r["passed"] else "FAIL") in line
 
 
 def test_check_rows_do_not_depend_on_jobs(tmp_path):

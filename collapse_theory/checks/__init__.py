@@ -206,6 +206,39 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def format_markdown(rows: list[dict], metadata: dict | None = None) -> str:
+    """The table as GitHub-flavoured Markdown, one row per measurement with its check's reference and formula
+    stated once per check, and a line of run metadata (seed, quick, x64, versions) above it when given."""
+
+    def cell(text) -> str:
+        return str(text).replace("|", "∣").replace("\n", " ")
+
+    out = []
+    if metadata:
+        keys = ("seed", "quick", "z_max", "x64", "collapse_theory", "jax", "numpy", "scipy", "backend", "git")
+        out.append("; ".join(f"{k} = {metadata[k]}" for k in keys if k in metadata) + "\n")
+    out.append("| check | reference | formula | quantity | theory | simulation | SE | z | result | planted z |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    seen = set()
+    for r in rows:
+        first = r["name"] not in seen
+        seen.add(r["name"])
+        empirical = r.get("kind") == "empirical"
+        out.append("| " + " | ".join(cell(v) for v in (
+            f"`{r['name']}`" if first else "",
+            r.get("reference", "") if first else "",
+            r.get("formula", "") if first else "",
+            r["quantity"],
+            "–" if empirical else f"{r['theory']:.6g}",
+            f"{r['simulation']:.6g}",
+            f"{r['se']:.2g}",
+            "–" if empirical else f"{r['z']:+.2f}",
+            "EMPIRICAL" if empirical else ("PASS" if r["passed"] else "**FAIL**"),
+            "–" if empirical else f"{r['planted_z']:+.1f}",
+        )) + " |")
+    return "\n".join(out) + "\n"
+
+
 # Registration order is the order of the check table: the foundation family first.
 # isort: off
 from . import gaussian as gaussian  # noqa: E402  (registers the Gaussian checks)
