@@ -20,7 +20,6 @@ Run: ``python experiments/fig_categorical_smoothing.py [--quick] [--out figures]
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -38,10 +37,9 @@ MARKERS = ("o", "s", "^", "D")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="fewer chains (seconds)")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(NAME, DESCRIPTION, "fewer chains (seconds)")
     parser.add_argument("--num-chains", type=int, default=None,
                         help="categorical chains (default 4000; quick 500); the LM runs half as many")
     parser.add_argument("--num-generations", type=int, default=60, help="generations (default 60)")
@@ -140,11 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    with plotting.style_context("paper"):
-        fig = plot(data, num_chains=num_chains, num_generations=args.num_generations, seed=args.seed)
-        paths = plotting.save_figure(fig, args.out, NAME)
-    plotting.report_saved(NAME, paths, sim_s, start)
-    return 0
+    def figure():
+        return plot(data, num_chains=num_chains, num_generations=args.num_generations, seed=args.seed)
+
+    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
 
 
 if __name__ == "__main__":

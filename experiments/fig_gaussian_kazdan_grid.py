@@ -30,7 +30,6 @@ Run: ``python experiments/fig_gaussian_kazdan_grid.py [--quick] [--out figures] 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -51,10 +50,9 @@ MARKERS = ("o", "s", "^", "D", "v")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="n in {10, 32, 100} and 50 iterations")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(NAME, DESCRIPTION, "n in {10, 32, 100} and 50 iterations")
     parser.add_argument("--dim", type=int, default=10, help="dimension d (default 10)")
     parser.add_argument("--num-chains", type=int, default=100, help="chains (default 100, the paper's seeds)")
     parser.add_argument("--num-generations", type=int, default=None, help="iterations (default 100; quick 50)")
@@ -185,12 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    with plotting.style_context("paper"):
-        fig = plot(data, sizes=sizes, dim=args.dim, num_chains=args.num_chains, num_generations=num_generations,
-                   seed=args.seed)
-        paths = plotting.save_figure(fig, args.out, NAME)
-    plotting.report_saved(NAME, paths, sim_s, start)
-    return 0
+    def figure():
+        return plot(data, sizes=sizes, dim=args.dim, num_chains=args.num_chains, num_generations=num_generations,
+                    seed=args.seed)
+
+    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Run: ``python experiments/fig_gmm_shumailov.py [--quick] [--out figures] [--seed
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -40,10 +39,9 @@ NUM_SAMPLES = 1000
 
 
 def parse_args(argv, *, name=NAME, description=DESCRIPTION, chains=(64, 8), generations=(2000, 200)):
-    parser = argparse.ArgumentParser(prog=f"fig_{name}", description=description)
-    parser.add_argument("--quick", action="store_true", help="fewer generations and chains (seconds)")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(name, description, "fewer generations and chains (seconds)")
     parser.add_argument("--num-chains", type=int, default=None,
                         help=f"chains (default {chains[0]}; quick {chains[1]})")
     parser.add_argument("--num-generations", type=int, default=None,
@@ -220,12 +218,11 @@ def main(argv: list[str] | None = None, *, regime=None, name=NAME, description=D
     sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    with plotting.style_context("paper"):
-        fig = plot(data, regime_label=regime_label, num_chains=num_chains, num_fits=num_fits, seed=args.seed,
-                   snapshots=snapshots, warm_start=warm_start)
-        paths = plotting.save_figure(fig, args.out, name)
-    plotting.report_saved(name, paths, sim_s, start)
-    return 0
+    def figure():
+        return plot(data, regime_label=regime_label, num_chains=num_chains, num_fits=num_fits, seed=args.seed,
+                    snapshots=snapshots, warm_start=warm_start)
+
+    return plotting.finish_figure(name, args.out, figure, sim_s, start)
 
 
 if __name__ == "__main__":

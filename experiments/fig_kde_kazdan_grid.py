@@ -26,7 +26,6 @@ Run: ``python experiments/fig_kde_kazdan_grid.py [--quick] [--out figures] [--se
 
 from __future__ import annotations
 
-import argparse
 import time
 
 NAME = "kde_kazdan_grid"
@@ -50,10 +49,9 @@ def _datasets():
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="2 datasets, one bandwidth, 20 iterations (seconds)")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(NAME, DESCRIPTION, "2 datasets, one bandwidth, 20 iterations (seconds)")
     parser.add_argument("--num-chains", type=int, default=None, help="chains (default 20; quick 4)")
     parser.add_argument("--num-generations", type=int, default=None, help="iterations (default 100; quick 20)")
     return parser.parse_args(argv)
@@ -119,11 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    with plotting.style_context("paper"):
-        fig = plot(data, names, bandwidths, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
-        paths = plotting.save_figure(fig, args.out, NAME)
-    plotting.report_saved(NAME, paths, sim_s, start)
-    return 0
+    def figure():
+        return plot(data, names, bandwidths, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
+
+    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
 
 
 if __name__ == "__main__":

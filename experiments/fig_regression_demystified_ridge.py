@@ -18,7 +18,6 @@ Run: ``python experiments/fig_regression_demystified_ridge.py [--quick] [--out f
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -32,10 +31,9 @@ GENERATIONS = (1, 2, 5, 10)
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="24 chains (seconds)")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(NAME, DESCRIPTION, "24 chains (seconds)")
     return parser.parse_args(argv)
 
 
@@ -107,11 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    with plotting.style_context("paper"):
-        fig = plot(data, seed=args.seed)
-        paths = plotting.save_figure(fig, args.out, NAME)
-    plotting.report_saved(NAME, paths, sim_s, start)
-    return 0
+    def figure():
+        return plot(data, seed=args.seed)
+
+    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
 
 
 if __name__ == "__main__":

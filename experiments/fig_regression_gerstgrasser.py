@@ -15,7 +15,6 @@ Run: ``python experiments/fig_regression_gerstgrasser.py [--quick] [--out figure
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
@@ -26,10 +25,9 @@ SETTINGS = ((10, 40, 1.0), (20, 60, 0.5), (50, 200, 2.0))
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="fewer chains (seconds)")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(NAME, DESCRIPTION, "fewer chains (seconds)")
     parser.add_argument("--num-generations", type=int, default=50, help="fits per chain (default 50)")
     return parser.parse_args(argv)
 
@@ -102,11 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    with plotting.style_context("paper"):
-        fig = plot(panels, num_chains=num_chains, seed=args.seed)
-        paths = plotting.save_figure(fig, args.out, NAME)
-    plotting.report_saved(NAME, paths, sim_s, start)
-    return 0
+    def figure():
+        return plot(panels, num_chains=num_chains, seed=args.seed)
+
+    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
 
 
 if __name__ == "__main__":

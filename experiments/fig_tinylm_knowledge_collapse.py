@@ -37,7 +37,6 @@ Run: ``python experiments/fig_tinylm_knowledge_collapse.py [--quick] [--out figu
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -62,10 +61,9 @@ METRICS = ("perplexity", "perplexity_fluency", "perplexity_self", "grammaticalit
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="fewer generations and chains (about a minute)")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(NAME, DESCRIPTION, "fewer generations and chains (about a minute)")
     parser.add_argument("--num-chains", type=int, default=None, help="chains (default 32; quick 8)")
     parser.add_argument("--num-generations", type=int, default=None, help="generations (default 30; quick 8)")
     return parser.parse_args(argv)
@@ -242,11 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     io.atomic_write_text(out / "tinylm_lexical_diversity.csv", csv)
     for line in summary_lines(data, num_generations):
         print(line)
-    with plotting.style_context("paper"):
-        fig = plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
-        paths = plotting.save_figure(fig, args.out, NAME)
-    plotting.report_saved(NAME, paths, sim_s, start)
-    return 0
+    def figure():
+        return plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
+
+    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Run: ``python experiments/fig_vae_shapes.py [--quick] [--out figures] [--seed 0]
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -43,10 +42,9 @@ COLORS = {"replace": "#d62728", "accumulate": "#1f77b4", "fresh": "#2ca02c", "ga
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog=f"fig_{NAME}", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="fewer chains, generations and steps (about a minute)")
-    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    from collapse_theory.plotting import experiment_parser
+
+    parser = experiment_parser(NAME, DESCRIPTION, "fewer chains, generations and steps (about a minute)")
     parser.add_argument("--dataset", default="shapes",
                         help="shapes (default, procedural), digits (needs scikit-learn) or mnist:DIR (IDX files)")
     parser.add_argument("--rare", default="", help="comma-separated classes to make rare (digits, MNIST), e.g. 8,9")

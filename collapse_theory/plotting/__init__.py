@@ -35,7 +35,20 @@ __all__ = [
     "wrap_text",
     "plain_log_ticks",
     "report_saved",
+    "finish_figure",
 ]
+
+
+def experiment_parser(name: str, description: str, quick_help: str):
+    """The command line every ``experiments/fig_*.py`` script shares: ``--quick``, ``--out`` (default
+    ``figures``) and ``--seed`` (default 0); scripts add their own options. Imports no matplotlib."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"fig_{name}", description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", default="figures", help="output directory (default: figures/)")
+    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    return parser
 
 
 def __getattr__(name: str):

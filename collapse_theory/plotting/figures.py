@@ -330,3 +330,14 @@ def report_saved(name: str, paths, simulation_s: float, start: float) -> None:
         print(path)
     sys.stdout.flush()
     print(f"{name}: simulation {simulation_s:.1f} s, total {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def finish_figure(name: str, out_dir, make_figure, simulation_s: float, start: float, *,
+                  style: str = "paper") -> int:
+    """The end of an experiment script: build the figure with ``make_figure()`` inside :func:`style_context`
+    (``style``), save it as ``out_dir/name.png`` and ``.pdf`` (:func:`save_figure`), report the paths and the
+    timing (:func:`report_saved`); returns the exit code 0."""
+    with style_context(style):
+        paths = save_figure(make_figure(), out_dir, name)
+    report_saved(name, paths, simulation_s, start)
+    return 0
