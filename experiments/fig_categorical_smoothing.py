@@ -50,7 +50,7 @@ def run(seed: int, num_chains: int, num_generations: int) -> dict:
     import jax
 
     from collapse_theory import Replace, setups, simulate
-    from collapse_theory.corpus import BOS, PAD
+    from collapse_theory.checks.ngram import expected_fact_share
     from collapse_theory.models.categorical import Categorical
     from collapse_theory.theory import categorical as th
 
@@ -72,16 +72,10 @@ def run(seed: int, num_chains: int, num_generations: int) -> dict:
                              ttr_tokens=1)
             res = simulate(seed, s.model, Replace(), num_chains=out["lm_chains"], num_generations=num_generations,
                            num_samples=M_LM, metrics=["fact_share"], quantiles=(), **s.simulate_kwargs())
-            grammar = s.model.grammar
-            start = np.asarray(s.truth.probs[BOS], np.float64)
-            emittable = np.ones(grammar.vocab_size, bool)
-            emittable[[PAD, BOS]] = False
-            position = np.cumsum(emittable) - 1
-            entities = position[np.asarray(grammar.entity_tokens())]
-            p_start = start[emittable] / start[emittable].sum()
-            theory = th.expected_smoothed_probs(t, M_LM, p_start, alpha)[:, entities].sum(axis=1)
+            theory = expected_fact_share(s.model, t, M_LM)
             out["lm", alpha] = (res.mean("fact_share"), res.se("fact_share"), theory)
-        out["lm_limit"] = len(entities) / int(emittable.sum())
+        grammar = s.model.grammar
+        out["lm_limit"] = grammar.num_entities / (grammar.vocab_size - 2)
         out["lm_f"] = grammar.fact_fraction
     return out
 

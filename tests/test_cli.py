@@ -163,12 +163,17 @@ def test_run_kde_spread_matches_theory(tmp_path, capsys):
     (["--model", "vae", "--gate", "facts"], "--gate facts applies to --model ngram, not --model vae"),
     (["--model", "ngram", "--gate-retries", "2"], "--gate-retries and --gate-threshold need --gate"),
     (["--model", "ngram", "--dim", "3"], "--dim does not apply to --model ngram"),
-    (["--model", "vae", "--images", "faces"], "--images 'faces' is not one of shapes, digits, mnist:DIR"),
 ])
 def test_run_model_options_belong_to_their_model(tmp_path, argv, message):
     """An option of another model is an error that names it (it used to be ignored silently)."""
     with pytest.raises(SystemExit, match=message):
         main(["run", *argv, "--out", str(tmp_path / "x.npz"), "--no-progress"])
+
+
+def test_run_vae_unknown_images_is_a_clear_error(tmp_path, capsys):
+    """``--images`` names the data set; an unknown name stops before any training, naming the value and the choices."""
+    assert main(["run", "--model", "vae", "--images", "faces", "--out", str(tmp_path / "x.npz"), "--no-progress"]) == 2
+    assert "images='faces' is not one of 'shapes', 'digits', 'mnist:DIR'" in capsys.readouterr().err
 
 
 def test_run_kde_with_a_growing_schedule_fits_its_pool(tmp_path, capsys):

@@ -47,24 +47,35 @@ def _run(quick: bool, seed: int):
                     quantiles=(), compiler_options=compile_options(quick))
 
 
+def expected_fact_share(model: NGram, num_fits, num_samples: int):
+    """E Σ_e P_t(e | BOS) after t replace refits of ``model`` (bigram, temperature 1, ``model.smoothing``) on
+    ``num_samples`` sentences, the first from its grammar: the sentence-start row restricted to the K = V − 2
+    emittable tokens is an add-α smoothed categorical chain (:func:`theory.categorical.expected_smoothed_probs`)."""
+    if model.order != 2 or model.temperature != 1 or model.grammar is None:
+        raise ValueError(f"order={model.order}, temperature={model.temperature}: the formula needs a bigram model "
+                         "with a grammar, sampled at temperature 1")
+    grammar = model.grammar
+    start = np.asarray(model.true_params().probs[BOS], np.float64)
+    emittable = np.ones(grammar.vocab_size, bool)
+    emittable[[PAD, BOS]] = False
+    position = np.cumsum(emittable) - 1  # index of each emittable token among the K
+    entities = position[np.asarray(grammar.entity_tokens())]
+    probs = th.expected_smoothed_probs(num_fits, num_samples, start[emittable] / start[emittable].sum(),
+                                       model.smoothing)
+    return probs[..., entities].sum(axis=-1)
+
+
 def _fact_share(quick, seed):
     model = _model()
-    start = np.asarray(model.true_params().probs[BOS], np.float64)
-    emittable = np.ones(GRAMMAR.vocab_size, bool)
-    emittable[[PAD, BOS]] = False
-    p0 = start[emittable] / start[emittable].sum()
-    entities = np.asarray(GRAMMAR.entity_tokens())
-    position = np.cumsum(emittable) - 1  # index of each emittable token among the K = V - 2
     res = _run(quick, seed)
     rows = []
     for t in FITS:
-        expected = th.expected_smoothed_probs(t, M, p0, SMOOTHING)[position[entities]].sum()
         rows.append(Measurement(
-            quantity=f"E fact_share at t={t}", theory=float(expected),
+            quantity=f"E fact_share at t={t}", theory=float(expected_fact_share(model, t, M)),
             simulation=float(res.mean("fact_share")[t - 1]), se=float(res.se("fact_share")[t - 1]),
-            planted=float(p0[position[entities]].sum()),
+            planted=float(expected_fact_share(model, 0, M)),
             params={"t": t, "M": M, "smoothing": SMOOTHING, "entities": GRAMMAR.num_entities,
-                    "fact_fraction": GRAMMAR.fact_fraction, "K": int(emittable.sum()),
+                    "fact_fraction": GRAMMAR.fact_fraction, "K": GRAMMAR.vocab_size - 2,
                     "num_chains": res.num_chains, "regime": "Replace", "path": "sample"},
         ))
     return rows
