@@ -304,8 +304,7 @@ def _cmd_run(args) -> int:
     if path is None:
         from .models.base import has_exact_path
 
-        exact_regime = not isinstance(regime, (regimes.AccumulateSubsample, regimes.Gate))
-        path = "exact" if has_exact_path(model) and exact_regime else "sample"
+        path = "exact" if has_exact_path(model) and regime.exact else "sample"
     checkpoint = args.checkpoint
     if args.resume and checkpoint is None:
         checkpoint = (args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")).with_suffix(".ckpt.npz")

@@ -26,7 +26,9 @@ Each regime implements both paths of the engine:
 ``closed`` (a class attribute) is true when every training set after generation 1 is built from the model's own
 samples only (and, accumulating, from earlier training sets): then a state the model can never leave by refitting
 its own samples is absorbing for the whole chain (``simulate(stop_when_absorbed=True)``), and outcomes the model
-has lost never return (``simulate(compact=True)``).
+has lost never return (``simulate(compact=True)``). ``exact`` (a class attribute) is true when the regime also
+builds training sets from sufficient statistics (``assemble_stats``): false for ``AccumulateSubsample`` (its
+subsets reuse pool points) and ``Gate`` (its predicate reads samples), which run on the sample path only.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def _floyd_subset(key, pool_size, m: int, capacity: int | None = None) -> jax.Ar
 
 
 class _NoBuffer:
+    exact = True
+
     def buffer_rows(self, layout) -> int:
         return 0
 
@@ -143,6 +147,7 @@ class ReplaceGrown:
     """All-synthetic training set as large as the accumulated pool, :math:`\\sum_{k\\le t} M_k` draws."""
 
     closed = True
+    exact = True
 
     def buffer_rows(self, layout) -> int:
         return 0
@@ -168,6 +173,7 @@ class Accumulate:
     """Train on the real data plus every synthetic batch so far (pooled fit)."""
 
     closed = True
+    exact = True
 
     def buffer_rows(self, layout) -> int:
         return layout.m_max * layout.total_generations
@@ -207,6 +213,8 @@ class AccumulateSubsample(Accumulate):
     keys (O(pool) per generation). Both are exactly uniform without replacement. There is no exact path: the
     subset shares points across generations, so the pool itself must be kept.
     """
+
+    exact = False
 
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
         m_max = layout.m_max
@@ -306,6 +314,7 @@ class Gate:
     predicate: Callable
     retries: int = 0
     closed = False  # a gate may reject every sample of an absorbed model
+    exact = False
 
     def __post_init__(self):
         if not (hasattr(self.inner, "assemble") and hasattr(self.inner, "buffer_rows")):

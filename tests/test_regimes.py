@@ -27,7 +27,7 @@ from helpers import (
     shared_run,
 )
 
-from collapse_theory import AccumulateSubsample, Gaussian, simulate
+from collapse_theory import AccumulateSubsample, Gaussian, regimes, simulate
 from collapse_theory.keys import SAMPLE, derive_key, root_key
 from collapse_theory.theory import gaussian as g
 
@@ -262,3 +262,26 @@ def test_exact_path_keeps_chains_independent():
     corr = np.corrcoef(final[:-1], final[1:])[0, 1]
     assert abs(corr) < 4 / math.sqrt(final.size), corr
 
+
+
+def _always(row):
+    return True
+
+
+@pytest.mark.parametrize("regime", [
+    regimes.Replace(), regimes.Accumulate(), regimes.AccumulateSubsample(), regimes.ReplaceGrown(),
+    regimes.FreshFraction(0.5), regimes.Gate(regimes.Replace(), _always),
+], ids=lambda r: type(r).__name__)
+def test_exact_attribute_says_whether_the_exact_path_runs(regime):
+    """``regime.exact`` (what ``run`` reads to pick its default path) is true exactly when the regime runs on the
+    exact path: a two-generation exact run of the 1-D Gaussian succeeds, or stops with "no exact path"."""
+
+    def run():
+        return simulate(0, Gaussian(dim=1, ddof=1), regime, num_chains=2, num_generations=2, num_samples=5,
+                        path="exact", quantiles=())
+
+    if regime.exact:
+        assert np.all(np.isfinite(run().mean("log_variance")))
+    else:
+        with pytest.raises(ValueError, match="no exact path"):
+            run()
