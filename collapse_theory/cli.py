@@ -480,14 +480,18 @@ def _kde_model(args, regime, sizes):
     return KernelDensity(bandwidth=args.bandwidth, dataset=data, capacity=max(capacity, 1), num_test=args.num_test)
 
 
+def _given(**options) -> dict:
+    """The options given on the command line (not None): the rest keep the model's own defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def _categorical_model(args, cap: int):
     """Categorical model and truth for ``run --model categorical`` (exact path: a sampler capped at ``cap``, the
     regime's largest draw, ``regime.max_exact_draw``)."""
     from .models.categorical import Categorical
 
-    smoothing = 0.0 if args.smoothing is None else args.smoothing
-    model = Categorical(args.categories, temperature=args.temperature, smoothing=smoothing,
-                        max_samples=max(cap, 1))
+    model = Categorical(args.categories, temperature=args.temperature, max_samples=max(cap, 1),
+                        **_given(smoothing=args.smoothing))
     truth = model.params() if args.zipf is None else model.zipf(args.zipf)
     return model, truth
 
@@ -499,8 +503,7 @@ def _ngram_setup(args):
     grammar = {"num_entities": args.entities, "num_attributes": args.attributes,
                "fact_fraction": args.fact_fraction, "entity_zipf": args.entity_zipf}
     return setups.ngram(args.seed, grammar=grammar, num_reference=args.num_reference, gate=args.gate,
-                        order=args.order, smoothing=0.01 if args.smoothing is None else args.smoothing,
-                        temperature=args.temperature)
+                        order=args.order, temperature=args.temperature, **_given(smoothing=args.smoothing))
 
 
 def _vae_setup(args):

@@ -182,23 +182,25 @@ def run_checks_parallel(checks: list[Check], jobs: int, *, quick: bool = False, 
     return [row for c in checks for row in by_name.get(c.name, [])]
 
 
+def _number_cells(r: dict, dash: str, fail: str) -> tuple[str, ...]:
+    """Theory, simulation, SE, z, verdict and planted z of one row as text (an empirical row has no theory, z or
+    planted z: ``dash``; its verdict is EMPIRICAL); shared by the plain-text and Markdown tables."""
+    empirical = r.get("kind") == "empirical"
+    return (
+        dash if empirical else f"{r['theory']:.6g}",
+        f"{r['simulation']:.6g}",
+        f"{r['se']:.2g}",
+        dash if empirical else f"{r['z']:+.2f}",
+        "EMPIRICAL" if empirical else ("PASS" if r["passed"] else fail),
+        dash if empirical else f"{r['planted_z']:+.1f}",
+    )
+
+
 def format_table(rows: list[dict]) -> str:
     """Plain-text table: check, quantity, theory, simulation, SE, z, pass, planted z (empirical rows: theory and
     z are "-", the pass column says EMPIRICAL)."""
     header = ("check", "quantity", "theory", "simulation", "se", "z", "pass", "planted z")
-    lines = []
-    for r in rows:
-        empirical = r.get("kind") == "empirical"
-        lines.append((
-            r["name"],
-            r["quantity"],
-            "-" if empirical else f"{r['theory']:.6g}",
-            f"{r['simulation']:.6g}",
-            f"{r['se']:.2g}",
-            "-" if empirical else f"{r['z']:+.2f}",
-            "EMPIRICAL" if empirical else ("PASS" if r["passed"] else "FAIL"),
-            "-" if empirical else f"{r['planted_z']:+.1f}",
-        ))
+    lines = [(r["name"], r["quantity"], *_number_cells(r, "-", "FAIL")) for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
@@ -223,18 +225,12 @@ def format_markdown(rows: list[dict], metadata: dict | None = None) -> str:
     for r in rows:
         first = r["name"] not in seen
         seen.add(r["name"])
-        empirical = r.get("kind") == "empirical"
         out.append("| " + " | ".join(cell(v) for v in (
             f"`{r['name']}`" if first else "",
             r.get("reference", "") if first else "",
             r.get("formula", "") if first else "",
             r["quantity"],
-            "–" if empirical else f"{r['theory']:.6g}",
-            f"{r['simulation']:.6g}",
-            f"{r['se']:.2g}",
-            "–" if empirical else f"{r['z']:+.2f}",
-            "EMPIRICAL" if empirical else ("PASS" if r["passed"] else "**FAIL**"),
-            "–" if empirical else f"{r['planted_z']:+.1f}",
+            *_number_cells(r, "–", "**FAIL**"),
         )) + " |")
     return "\n".join(out) + "\n"
 
