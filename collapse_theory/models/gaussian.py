@@ -308,8 +308,8 @@ class Gaussian:
             w2 = jnp.maximum(w2, 0.0)
         finite = jnp.isfinite(log_det)
         safe_f = jnp.where(finite, f, jnp.eye(d, dtype=f.dtype))
-        inv_f_f0 = solve_triangular(safe_f, f0, lower=True)
-        inv_f_delta = solve_triangular(safe_f, delta, lower=True)
+        inv_f_f0 = _solve_lower(safe_f, f0)
+        inv_f_delta = _solve_lower(safe_f, delta)
         kl_truth_model = 0.5 * (
             jnp.exp(2 * (s0 - s)) * jnp.sum(inv_f_f0**2)
             + jnp.exp(-2 * s) * jnp.sum(inv_f_delta**2)
@@ -318,8 +318,8 @@ class Gaussian:
             - log_det0
         )
         kl_truth_model = jnp.where(finite, kl_truth_model, jnp.inf)
-        inv_f0_f = solve_triangular(f0, f, lower=True)
-        inv_f0_delta = solve_triangular(f0, delta, lower=True)
+        inv_f0_f = _solve_lower(f0, f)
+        inv_f0_delta = _solve_lower(f0, delta)
         kl_model_truth = 0.5 * (
             jnp.exp(2 * (s - s0)) * jnp.sum(inv_f0_f**2)
             + jnp.exp(-2 * s0) * jnp.sum(inv_f0_delta**2)
@@ -354,6 +354,15 @@ class Gaussian:
                 abs_mean_error=jnp.abs(delta[0]),
             )
         return out
+
+
+def _solve_lower(lower: jax.Array, rhs: jax.Array) -> jax.Array:
+    """:math:`L^{-1}` ``rhs`` for lower-triangular ``L`` (d, d); a division when d = 1, where a vmapped 1 × 1
+    triangular solve cost ~60 ns per chain-generation (four of them were 250 of the 310 ns that the 1-D metrics
+    cost at 10⁴ chains)."""
+    if lower.shape[-1] == 1:
+        return rhs / lower[0, 0]
+    return solve_triangular(lower, rhs, lower=True)
 
 
 def _logsumexp(x: jax.Array) -> jax.Array:
