@@ -105,6 +105,24 @@ def measure(
     return out
 
 
+def measure_interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int = 7) -> dict:
+    """Time several callables in alternating rounds (after one warm-up call each), so that a change in machine load
+    during the run affects every one of them alike: round r times them in order, round r + 1 in reverse order.
+    Returns, per name, ``times_s``, ``best_s``, ``median_s`` and ``repeats``; the ratio of two best times is then a
+    side-by-side comparison in the strict sense."""
+    for fn in fns.values():
+        block(fn())
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            t0 = time.perf_counter()
+            block(fns[name]())
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"times_s": ts, "best_s": min(ts), "median_s": statistics.median(ts), "repeats": len(ts)}
+            for name, ts in times.items()}
+
+
 def environment() -> dict:
     """Device kind, backend, versions, x64, CPU count, load average: what a timing depends on."""
     import jax
