@@ -24,11 +24,28 @@ RUN_SIZES = {"ngram": (32, 30, 2000), "vae": (8, 10, 1000)}
 given: (1000, 100, 100), except for the models whose generation costs much more (the sizes of their figures)."""
 
 
+def _versions() -> str:
+    """This package's version and those of the libraries its results depend on (read without importing them)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    parts = [f"collapse-theory {__version__}"]
+    for dist in ("jax", "jaxlib", "numpy", "scipy"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} not installed")
+    return ", ".join(parts)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="collapse-theory",
         description="Simulators of model collapse, checked against exact theory.",
     )
+    p.add_argument("--version", action="version", version=_versions(),
+                   help="print the versions of collapse-theory, jax, jaxlib, numpy and scipy, and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="simulate chains and save .npz + .json results")

@@ -19,6 +19,20 @@ def test_module_help_subprocess():
         assert word in out.stdout
 
 
+def test_version_names_the_package_and_its_numerical_libraries(capsys):
+    """``collapse-theory --version`` prints what a result depends on and exits 0 (what a bug report needs)."""
+    import jax
+
+    import collapse_theory
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert f"collapse-theory {collapse_theory.__version__}" in out and f"jax {jax.__version__}" in out
+    assert f"numpy {np.__version__}" in out
+
+
 def test_list_into_a_closed_pipe_ends_quietly(monkeypatch):
     """``collapse-theory list | head -1``: the reader leaves early, so a write fails with EPIPE; ``main`` ends
     quietly with 141 (as ``ls | head`` does) and points stdout at /dev/null, so the interpreter's final flush does
