@@ -7,7 +7,7 @@ The suite compiles several hundred small programs whose run time is a fraction o
 them with XLA's fast-compile options (the package's ``simulate.FAST_COMPILE``: CPU optimisation level 1 and the loop
 emitters), set through ``XLA_FLAGS`` before JAX starts so that worker subprocesses inherit them: with an empty cache
 the default suite measured 570 s instead of 756 s on 2 cores, serially. They change how XLA optimises, not what a
-program computes (``tests/test_regression.py`` compares the two option sets on one program).
+program computes (``tests/test_compile_options.py`` runs the engine's main paths both ways).
 ``COLLAPSE_THEORY_TEST_FAST_COMPILE=0`` runs the suite with XLA's default options.
 
 Test modules run in parallel worker processes (pytest-xdist, ``-n auto --dist loadfile`` in ``pyproject.toml``: one

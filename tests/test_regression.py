@@ -314,33 +314,3 @@ def test_theory_values_from_the_notes():
         [0.1768, 0.5457, 1.284, 2.390], abs=1e-3)
     assert th.noiseless_weight_norm(3, 40, 20, "fresh") == pytest.approx(0.125)
     assert th.optimal_ridge_exponent(2.0, 0.375, 0.0, 1.0) == pytest.approx(2.0 / 2.5)
-
-
-OPTIMISED_COMPILE = {"xla_backend_optimization_level": "3", "xla_cpu_use_fusion_emitters": True}
-"""XLA:CPU's default options, stated explicitly: per-program options override the suite's ``XLA_FLAGS``
-(``conftest.py`` sets ``FAST_COMPILE`` there)."""
-
-
-def test_fast_compile_options_give_the_same_chains():
-    """simulate(compiler_options=FAST_COMPILE) compiles with less LLVM optimisation: same keys, same chains up to
-    floating-point reassociation as XLA's default options, and the options are recorded in the result's config."""
-    from collapse_theory.simulate import FAST_COMPILE
-
-    model = LinearRegression(dim=3, design="fixed", design_rows=6)
-    runs = [simulate(5, model, regimes.Accumulate(), num_chains=8, num_generations=4, num_samples=6, path="exact",
-                     metrics=["excess_risk"], trajectories=True, quantiles=(), compiler_options=opts)
-            for opts in (OPTIMISED_COMPILE, FAST_COMPILE, None)]
-    np.testing.assert_allclose(runs[0].trajectories["excess_risk"], runs[1].trajectories["excess_risk"], rtol=1e-10)
-    np.testing.assert_allclose(runs[2].trajectories["excess_risk"], runs[1].trajectories["excess_risk"], rtol=1e-10)
-    assert runs[1].config["compiler_options"] == FAST_COMPILE and runs[2].config["compiler_options"] == {}
-
-
-def test_the_suite_compiles_with_the_package_fast_compile_options():
-    """``conftest.FAST_COMPILE_FLAGS`` (the suite's ``XLA_FLAGS``) are ``simulate.FAST_COMPILE`` written as flags,
-    so the suite tests the options the package offers for compile-bound grids."""
-    from conftest import FAST_COMPILE_FLAGS
-
-    from collapse_theory.simulate import FAST_COMPILE
-
-    as_flags = {f"--{name}={str(value).lower()}" for name, value in FAST_COMPILE.items()}
-    assert as_flags == set(FAST_COMPILE_FLAGS)
