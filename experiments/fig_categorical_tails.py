@@ -23,8 +23,6 @@ Run: ``python experiments/fig_categorical_tails.py [--quick] [--out figures] [--
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 NAME = "categorical_tails"
@@ -116,15 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     num_chains = args.num_chains or (300 if args.quick else 2000)
     num_generations = args.num_generations or (60 if args.quick else 150)
-    start = time.perf_counter()
-    data = run(args.seed, num_chains, num_generations)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, num_chains, num_generations),
+        lambda data: plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed))
 
 
 if __name__ == "__main__":

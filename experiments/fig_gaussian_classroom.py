@@ -22,7 +22,6 @@ Run: ``python experiments/fig_gaussian_classroom.py [--quick] [--out figures] [-
 from __future__ import annotations
 
 import math
-import time
 
 NAME = "gaussian_classroom"
 DESCRIPTION = "Classroom demo: the average variance stays 1, the typical variance collapses (unbiased, M = 10)"
@@ -109,15 +108,13 @@ def plot(d: dict, *, num_chains: int, num_generations: int, seed: int):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     num_chains = args.num_chains or (2000 if args.quick else 10000)
-    start = time.perf_counter()
-    data = run(args.seed, num_chains, args.num_generations)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, num_chains=num_chains, num_generations=args.num_generations, seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start, style="classroom")
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, num_chains, args.num_generations),
+        lambda data: plot(data, num_chains=num_chains, num_generations=args.num_generations, seed=args.seed),
+        style="classroom")
 
 
 if __name__ == "__main__":

@@ -177,17 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     num_generations = args.num_generations or (50 if args.quick else 100)
-    start = time.perf_counter()
-    data = run(args.seed, sizes, args.dim, args.num_chains, num_generations,
-               log=lambda msg: print(msg, file=sys.stderr))
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, sizes=sizes, dim=args.dim, num_chains=args.num_chains, num_generations=num_generations,
-                    seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, sizes, args.dim, args.num_chains, num_generations,
+                    log=lambda msg: print(msg, file=sys.stderr)),
+        lambda data: plot(data, sizes=sizes, dim=args.dim, num_chains=args.num_chains,
+                          num_generations=num_generations, seed=args.seed))
 
 
 if __name__ == "__main__":

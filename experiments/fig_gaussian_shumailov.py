@@ -21,7 +21,6 @@ Run: ``python experiments/fig_gaussian_shumailov.py [--quick] [--out figures] [-
 from __future__ import annotations
 
 import math
-import time
 
 NAME = "gaussian_shumailov"
 DESCRIPTION = "Shumailov SI Fig. 3: 1-D MLE replace chain, E|mu - mu_t| and E sigma_t vs generation, with exact theory"
@@ -113,15 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     num_chains = args.num_chains or (400 if args.quick else 1000)
     num_generations = args.num_generations or (200 if args.quick else 1000)
-    start = time.perf_counter()
-    data = run(args.seed, num_chains, num_generations)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, num_chains, num_generations),
+        lambda data: plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ Run: ``python experiments/fig_gmm_shumailov.py [--quick] [--out figures] [--seed
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 NAME = "gmm_shumailov"
@@ -213,16 +211,14 @@ def main(argv: list[str] | None = None, *, regime=None, name=NAME, description=D
         snapshots = snapshots + (num_generations,)
     compare = compare_generations[1] if args.quick else compare_generations[0]
     compare_fits = min(compare, num_generations) + 1 if compare else 0
-    start = time.perf_counter()
-    data = run(args.seed, num_chains, num_fits, regime, snapshots, warm_start=warm_start, compare_fits=compare_fits)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, regime_label=regime_label, num_chains=num_chains, num_fits=num_fits, seed=args.seed,
-                    snapshots=snapshots, warm_start=warm_start)
-
-    return plotting.finish_figure(name, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        name, args.out,
+        lambda: run(args.seed, num_chains, num_fits, regime, snapshots, warm_start=warm_start,
+                    compare_fits=compare_fits),
+        lambda data: plot(data, regime_label=regime_label, num_chains=num_chains, num_fits=num_fits, seed=args.seed,
+                          snapshots=snapshots, warm_start=warm_start))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ Run: ``python experiments/fig_kde_kazdan_grid.py [--quick] [--out figures] [--se
 
 from __future__ import annotations
 
-import time
-
 NAME = "kde_kazdan_grid"
 DESCRIPTION = "Kazdan et al. KDE grid: test NLL vs iteration per dataset x bandwidth, replace / accumulate / subsample"
 
@@ -112,15 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     bandwidths = (0.5,) if args.quick else BANDWIDTHS
     num_chains = args.num_chains or (4 if args.quick else 20)
     num_generations = args.num_generations or (20 if args.quick else 100)
-    start = time.perf_counter()
-    data = run(args.seed, num_chains, num_generations, names, bandwidths)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, names, bandwidths, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, num_chains, num_generations, names, bandwidths),
+        lambda data: plot(data, names, bandwidths, num_chains=num_chains, num_generations=num_generations,
+                          seed=args.seed))
 
 
 if __name__ == "__main__":

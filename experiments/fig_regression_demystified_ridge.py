@@ -18,8 +18,6 @@ Run: ``python experiments/fig_regression_demystified_ridge.py [--quick] [--out f
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 NAME = "regression_demystified_ridge"
@@ -100,15 +98,12 @@ def plot(d: dict, *, seed: int):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.perf_counter()
-    data = run(args.seed, 24 if args.quick else 200)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, 24 if args.quick else 200),
+        lambda data: plot(data, seed=args.seed))
 
 
 if __name__ == "__main__":

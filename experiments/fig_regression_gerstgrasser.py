@@ -16,7 +16,6 @@ Run: ``python experiments/fig_regression_gerstgrasser.py [--quick] [--out figure
 from __future__ import annotations
 
 import math
-import time
 
 NAME = "regression_gerstgrasser"
 DESCRIPTION = "Regression test error vs iteration: replace linear, accumulate bounded by π²/6 (fixed design)"
@@ -95,15 +94,12 @@ def plot(panels: list[dict], *, num_chains: int, seed: int):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     num_chains = 400 if args.quick else 4000
-    start = time.perf_counter()
-    panels = run(args.seed, num_chains, args.num_generations)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(panels, num_chains=num_chains, seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, num_chains, args.num_generations),
+        lambda panels: plot(panels, num_chains=num_chains, seed=args.seed))
 
 
 if __name__ == "__main__":

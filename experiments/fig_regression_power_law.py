@@ -19,8 +19,6 @@ Run: ``python experiments/fig_regression_power_law.py [--quick] [--out figures] 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 NAME = "regression_power_law"
@@ -114,15 +112,12 @@ def plot(d: dict, *, seed: int):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.perf_counter()
-    data = run(args.seed, args.quick)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    def figure():
-        return plot(data, seed=args.seed)
-
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, args.quick),
+        lambda data: plot(data, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -228,22 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     num_chains = args.num_chains or (8 if args.quick else 32)
     num_generations = args.num_generations or (8 if args.quick else 30)
-    start = time.perf_counter()
-    data = run(args.seed, num_chains, num_generations)
-    sim_s = time.perf_counter() - start
     from collapse_theory import io, plotting
 
-    md, csv = table(data, num_generations)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_text(out / "tinylm_lexical_diversity.md", md)
-    io.atomic_write_text(out / "tinylm_lexical_diversity.csv", csv)
-    for line in summary_lines(data, num_generations):
-        print(line)
-    def figure():
+    def tables_and_figure(data):
+        md, csv = table(data, num_generations)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        io.atomic_write_text(out / "tinylm_lexical_diversity.md", md)
+        io.atomic_write_text(out / "tinylm_lexical_diversity.csv", csv)
+        for line in summary_lines(data, num_generations):
+            print(line)
         return plot(data, num_chains=num_chains, num_generations=num_generations, seed=args.seed)
 
-    return plotting.finish_figure(NAME, args.out, figure, sim_s, start)
+    return plotting.run_figure(NAME, args.out, lambda: run(args.seed, num_chains, num_generations), tables_and_figure)
 
 
 if __name__ == "__main__":

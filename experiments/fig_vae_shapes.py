@@ -29,8 +29,6 @@ Run: ``python experiments/fig_vae_shapes.py [--quick] [--out figures] [--seed 0]
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 NAME = "vae_shapes"
@@ -209,18 +207,13 @@ def plot_samples(data: dict, seed: int):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.perf_counter()
     rare = tuple(int(c) for c in args.rare.split(",") if c.strip())
-    data = run(args.seed, args.quick, args.dataset, rare, args.keep)
-    sim_s = time.perf_counter() - start
     from collapse_theory import plotting
 
-    paths = []
-    with plotting.style_context("paper"):
-        paths += plotting.save_figure(plot_curves(data, args.seed), args.out, NAME)
-        paths += plotting.save_figure(plot_samples(data, args.seed), args.out, NAME + "_samples")
-    plotting.report_saved(NAME, paths, sim_s, start)
-    return 0
+    return plotting.run_figure(
+        NAME, args.out,
+        lambda: run(args.seed, args.quick, args.dataset, rare, args.keep),
+        lambda data: {NAME: plot_curves(data, args.seed), NAME + "_samples": plot_samples(data, args.seed)})
 
 
 if __name__ == "__main__":

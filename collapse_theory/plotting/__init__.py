@@ -35,7 +35,7 @@ __all__ = [
     "wrap_text",
     "plain_log_ticks",
     "report_saved",
-    "finish_figure",
+    "run_figure",
 ]
 
 

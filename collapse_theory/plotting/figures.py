@@ -332,12 +332,20 @@ def report_saved(name: str, paths, simulation_s: float, start: float) -> None:
     print(f"{name}: simulation {simulation_s:.1f} s, total {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
-def finish_figure(name: str, out_dir, make_figure, simulation_s: float, start: float, *,
-                  style: str = "paper") -> int:
-    """The end of an experiment script: build the figure with ``make_figure()`` inside :func:`style_context`
-    (``style``), save it as ``out_dir/name.png`` and ``.pdf`` (:func:`save_figure`), report the paths and the
+def run_figure(name: str, out_dir, simulate, draw, *, style: str = "paper") -> int:
+    """An experiment script's work after parsing its arguments: time ``simulate()`` (the simulation), build the
+    figure with ``draw(data)`` inside :func:`style_context` (``style``) — one Figure, saved as ``out_dir/name.png``
+    and ``.pdf``, or a dict of file names to Figures — save it (:func:`save_figure`) and report the paths and the
     timing (:func:`report_saved`); returns the exit code 0."""
+    import time
+
+    start = time.perf_counter()
+    data = simulate()
+    simulation_s = time.perf_counter() - start
     with style_context(style):
-        paths = save_figure(make_figure(), out_dir, name)
+        figures = draw(data)
+        if not isinstance(figures, dict):
+            figures = {name: figures}
+        paths = [path for file_name, fig in figures.items() for path in save_figure(fig, out_dir, file_name)]
     report_saved(name, paths, simulation_s, start)
     return 0
