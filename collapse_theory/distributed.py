@@ -17,6 +17,15 @@ Chain counts that do not divide the number of devices are refused (``ValueError`
 then ``C' = D \lceil C/D \rceil`` chains are simulated (ids ``offset .. offset + C' - 1``) and the ``C' - C``
 extra chains are dropped before any summary, so the result is still that of ``C`` chains.
 
+CPU devices and LAPACK (jaxlib < 0.11.2): jaxlib's CPU LAPACK kernels (QR, Cholesky, SVD, eigh, LU) split a
+batch over XLA:CPU's intra-op thread pool and block their thread until the pieces finish; that pool also runs
+every CPU device's program. With as many CPU devices as the pool has threads (one per usable core), every thread
+can sit in such a wait with no thread left to run the pieces, and the run hangs with all threads idle
+(reproduced here on 2 cores: ``Gaussian(dim=10)``, ``devices=2``, both paths; ``dim=3`` happened to finish).
+:func:`lapack_hazard` names that configuration and the engine then refuses a program that contains LAPACK calls
+(:func:`check_lapack`) with a ``ValueError`` instead of hanging; set ``COLLAPSE_THEORY_ALLOW_CPU_LAPACK_DEVICES=1``
+to run it anyway. One CPU device already uses every core, so on a CPU ``devices`` is for testing a sharded set-up.
+
 Multi-host: :func:`initialize` wraps ``jax.distributed.initialize`` (call it before any other JAX work); after
 it ``jax.devices()`` lists every process's devices and the same mesh spans hosts. For independent chains the
 simpler route is independent jobs over disjoint chain ranges (``chain_offset``) combined by
@@ -26,6 +35,8 @@ simpler route is independent jobs over disjoint chain ranges (``chain_offset``) 
 from __future__ import annotations
 
 import math
+import os
+import re
 from typing import Any
 
 import jax
@@ -34,6 +45,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "chains"
 """Name of the mesh axis the chains are sharded over."""
+
+ALLOW_CPU_LAPACK = "COLLAPSE_THEORY_ALLOW_CPU_LAPACK_DEVICES"
+"""Environment variable: set to 1 to run LAPACK-calling programs on as many CPU devices as cores anyway."""
+
+_LAPACK_POOL_FIXED = (0, 11, 2)  # jaxlib release whose open-source build no longer splits LAPACK batches over the pool
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -124,3 +140,56 @@ def to_host(tree):
         return jax.device_get(leaf)
 
     return jax.tree.map(get, tree)
+
+
+def cpu_threads() -> int:
+    """Threads of XLA:CPU's intra-op pool: the CPUs this process may run on (its affinity mask)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def lapack_hazard(mesh: Mesh) -> str | None:
+    """Why LAPACK calls could hang on ``mesh`` (module docstring), or None when they cannot (or are allowed to).
+
+    The hazard: this process holds at least :func:`cpu_threads` of the mesh's devices, they are CPU devices, and
+    jaxlib is older than 0.11.2; ``COLLAPSE_THEORY_ALLOW_CPU_LAPACK_DEVICES=1`` waives it.
+    """
+    import jaxlib
+
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    threads = cpu_threads()
+    if not local or local[0].platform != "cpu" or len(local) < threads:
+        return None
+    if _version_tuple(jaxlib.__version__) >= _LAPACK_POOL_FIXED:
+        return None
+    if os.environ.get(ALLOW_CPU_LAPACK, "").strip() not in ("", "0"):
+        return None
+    return (f"{len(local)} CPU devices on this process's {threads} CPU threads with jaxlib {jaxlib.__version__}")
+
+
+def lapack_targets(program_text: str) -> list[str]:
+    """The jaxlib LAPACK kernels a lowered program calls (``custom_call`` targets ``lapack_*``), sorted."""
+    return sorted(set(re.findall(r"\blapack_[a-z0-9_]+", program_text)))
+
+
+def check_lapack(hazard: str | None, devices: int, program_text: str) -> None:
+    """Raise ``ValueError`` when ``hazard`` (:func:`lapack_hazard`) holds and the program calls LAPACK."""
+    if hazard is None:
+        return
+    targets = lapack_targets(program_text)
+    if not targets:
+        return
+    threads = cpu_threads()
+    raise ValueError(
+        f"devices={devices} is out of range for this program on this machine: need devices < {threads} (or "
+        f"devices=None: one CPU device already uses every core). It puts {hazard}, and the program calls "
+        f"jaxlib's batched LAPACK kernels ({', '.join(targets)}), which wait on XLA:CPU's thread pool for pieces "
+        f"of their batch while every thread of that pool runs a device: the run would hang. Independent jobs "
+        f"over chain_offset ranges (collapse-theory merge) scale out safely; set {ALLOW_CPU_LAPACK}=1 to run "
+        f"it anyway."
+    )

@@ -428,7 +428,7 @@ emitters alone cost 2.1–2.3×), so a long 1-D exact run should keep the defaul
 options also skip the exact path's noise blocks, which cost ~12 % more compile time."""
 
 
-def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic_length=None):
+def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic_length=None, lapack_guard=None):
     """``_run_chunk`` (or ``_run_chunk_dynamic`` with capacity ``length`` when ``dynamic_length`` is given) through
     jit's own cache, or ahead-of-time compiled with ``compiler_options`` (cached here by plan, length, argument
     shapes and options).
@@ -436,13 +436,20 @@ def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic
     Both **donate** the chain state (``args[1]``): the new state is written over the old one's buffers, so a run
     holds one copy of its state, not two (a sample-path pool of 10⁵ rows × d = 100 for 100 chains is 4 GB; the
     second copy cost 4 GB more and ~6 s of fresh-page faults in that cell of the Kazdan grid). The caller must not
-    use the state it passed in after the call."""
+    use the state it passed in after the call.
+
+    ``lapack_guard``: ``(hazard, devices)`` from :func:`collapse_theory.distributed.lapack_hazard`; the program is
+    lowered first and refused if it calls LAPACK (:func:`collapse_theory.distributed.check_lapack`)."""
     if dynamic_length is not None:
         fn = _run_chunk_dynamic
         root, state, t_start, *rest = args
         args = (root, state, t_start, jnp.int32(dynamic_length), *rest)
     else:
         fn = _run_chunk
+    if lapack_guard is not None and lapack_guard[0] is not None:
+        from . import distributed
+
+        distributed.check_lapack(*lapack_guard, fn.lower(plan, length, *args).as_text())
     if not compiler_options:
         return fn(plan, length, *args)
     leaves, treedef = jax.tree.flatten(args)
@@ -645,7 +652,9 @@ def simulate(
         floating-point reassociation the options allow.
       devices: shard the chains over devices: an int D (the first D of ``jax.devices()``), a sequence of devices
         or a 1-D :class:`jax.sharding.Mesh` (:mod:`collapse_theory.distributed`). The result is bit-identical
-        to the single-device run. ``None`` (default): no sharding.
+        to the single-device run. ``None`` (default): no sharding. As many CPU devices as cores and a program
+        that calls LAPACK raise ``ValueError`` with jaxlib < 0.11.2 (it would hang; see
+        :mod:`~collapse_theory.distributed`).
       pad_chains: with ``devices``, allow a ``num_chains`` that is not a multiple of D by simulating extra
         chains that are dropped before any summary (otherwise such a count raises ``ValueError``).
       checkpoint: path of a checkpoint file (:mod:`collapse_theory.checkpoint`) written atomically after a chunk
@@ -789,11 +798,12 @@ def simulate(
                 )
     seed = key if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else None
     root = root_key(int(seed)) if seed is not None else key
-    mesh, total_chains = None, num_chains
+    mesh, total_chains, lapack_guard = None, num_chains, None
     if devices is not None:
         from . import distributed
 
         mesh = distributed.chain_mesh(devices)
+        lapack_guard = (distributed.lapack_hazard(mesh), int(mesh.size))
         total_chains = distributed.padded_count(num_chains, mesh.size, bool(pad_chains))
         plan = dataclasses.replace(plan, num_chains=total_chains,
                                    keep=num_chains if total_chains != num_chains else None)
@@ -896,7 +906,8 @@ def simulate(
                 out = jax.tree.map(lambda r, n=length: r[:n], _to_host(rows))
                 status = jax.device_get(status)
             else:
-                new_state, out = _call_chunk(run_plan, length, args, compiler_options)
+                new_state, out = _call_chunk(run_plan, length, args, compiler_options, lapack_guard=lapack_guard)
+                lapack_guard = None  # checked once: every chunk runs the same operations
                 out = _to_host(out)
             outputs.append(out)
             t_end = t_start + length - 1

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_sharding_worker.py"
 FAST = ("gaussian_exact", "gaussian_sample", "regression_sample", "indivisible_error", "sharded_output",
-        "resume_across_devices")
+        "resume_across_devices", "lapack_guard")
 SLOW = ("gaussian_sample_accumulate", "gaussian_sample_dim2", "regression_exact", "padded")
 
 
@@ -53,6 +53,9 @@ def test_sharded_four_devices_more_regimes():
 
 def _cli(*args, timeout=300):
     env = dict(os.environ)
+    # 2 CPU devices per process on a 2-core machine call LAPACK (the 2-D Gaussian's QR): refused by default as a
+    # possible hang (test_lapack_guard_*); these batches (8 chains of 10 x 2) have always finished, so run them
+    env["COLLAPSE_THEORY_ALLOW_CPU_LAPACK_DEVICES"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.pop("XLA_FLAGS", None)
     return subprocess.Popen([sys.executable, "-m", "collapse_theory", "run", *args], stdout=subprocess.PIPE,
@@ -86,3 +89,59 @@ def test_two_processes_equal_one_process(tmp_path):
     assert summary and set(summary) <= set(multi.files)
     for k in summary:
         np.testing.assert_array_equal(multi[k], one[k], err_msg=k)
+
+
+# ------------------------------------------------------------------ CPU devices x jaxlib's batched LAPACK kernels
+def _lowered_text(fn, *args):
+    import jax
+
+    return jax.jit(fn).lower(*args).as_text()
+
+
+def test_lapack_targets_found_in_lowered_programs():
+    """The guard reads LAPACK calls from the lowered program: a batched QR and Cholesky are found by name, an
+    elementwise program has none (a parser that missed the ``@lapack_..._ffi`` form would wave every run through)."""
+    import jax.numpy as jnp
+
+    from collapse_theory import distributed
+
+    a = jnp.ones((4, 6, 3))
+    found = distributed.lapack_targets(_lowered_text(lambda x: jnp.linalg.qr(x, mode="r"), a))
+    assert found and all(t.startswith("lapack_") and "geqrf" in "".join(found) for t in found), found
+    spd = jnp.broadcast_to(jnp.eye(3), (4, 3, 3))
+    assert any("potrf" in t for t in distributed.lapack_targets(_lowered_text(jnp.linalg.cholesky, spd)))
+    assert distributed.lapack_targets(_lowered_text(lambda x: jnp.exp(x).sum(), a)) == []
+
+
+def test_lapack_guard_message_and_waivers(monkeypatch):
+    """With the hazard present a LAPACK-calling program is refused with the parameter, its value, the allowed
+    range and the way out; without LAPACK calls, without the hazard, or with the waiver it runs."""
+    import jax
+    import jax.numpy as jnp
+
+    from collapse_theory import distributed
+
+    text = _lowered_text(lambda x: jnp.linalg.qr(x, mode="r"), jnp.ones((4, 6, 3)))
+    mesh = distributed.chain_mesh(1)
+    monkeypatch.setattr(distributed, "cpu_threads", lambda: 1)
+    monkeypatch.delenv(distributed.ALLOW_CPU_LAPACK, raising=False)
+    if jax.devices()[0].platform != "cpu" or distributed._version_tuple(
+            __import__("jaxlib").__version__) >= distributed._LAPACK_POOL_FIXED:
+        assert distributed.lapack_hazard(mesh) is None
+        return
+    hazard = distributed.lapack_hazard(mesh)
+    assert hazard and "1 CPU devices" in hazard and "1 CPU threads" in hazard
+    with pytest.raises(ValueError) as err:
+        distributed.check_lapack(hazard, 1, text)
+    msg = str(err.value)
+    assert "devices=1" in msg and "need devices < 1" in msg and "geqrf" in msg and distributed.ALLOW_CPU_LAPACK in msg
+    distributed.check_lapack(hazard, 1, "module { func.func @main() { return } }")  # no LAPACK: runs
+    distributed.check_lapack(None, 1, text)  # no hazard: runs
+    monkeypatch.setenv(distributed.ALLOW_CPU_LAPACK, "1")
+    assert distributed.lapack_hazard(mesh) is None
+    monkeypatch.setenv(distributed.ALLOW_CPU_LAPACK, "0")
+    assert distributed.lapack_hazard(mesh) is not None
+    monkeypatch.setattr(distributed, "cpu_threads", lambda: 2)  # fewer devices than threads: a thread stays free
+    assert distributed.lapack_hazard(mesh) is None
+    assert distributed._version_tuple("0.11.2") >= distributed._LAPACK_POOL_FIXED > distributed._version_tuple("0.10.2")
+
