@@ -21,7 +21,8 @@ CPU devices and LAPACK (jaxlib < 0.11.2): jaxlib's CPU LAPACK kernels (QR, Chole
 batch over XLA:CPU's intra-op thread pool and block their thread until the pieces finish; that pool also runs
 every CPU device's program. With as many CPU devices as the pool has threads (one per usable core), every thread
 can sit in such a wait with no thread left to run the pieces, and the run hangs with all threads idle
-(reproduced here on 2 cores: ``Gaussian(dim=10)``, ``devices=2``, both paths; ``dim=3`` happened to finish).
+(reproduced here on 2 cores: ``Gaussian(dim=10)``, ``devices=2``; ``dim=3`` happened to finish). Since the
+models' metrics went LAPACK-free (:mod:`collapse_theory._linalg`) that leaves the d-dim Gaussian's fit (a QR).
 :func:`lapack_hazard` names that configuration and the engine then refuses a program that contains LAPACK calls
 (:func:`check_lapack`) with a ``ValueError`` instead of hanging; set ``COLLAPSE_THEORY_ALLOW_CPU_LAPACK_DEVICES=1``
 to run it anyway. One CPU device already uses every core, so on a CPU ``devices`` is for testing a sharded set-up.

@@ -66,8 +66,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp, ndtr
+
+from .. import _linalg
 
 _LOG_2PI = math.log(2 * math.pi)
 _UNROLL_MAX_DIM = 4  # dimensions up to this use unrolled (fused, LAPACK-free) Cholesky and triangular solves
@@ -100,12 +101,14 @@ class GMMParams(NamedTuple):
 def cholesky(a: jax.Array) -> jax.Array:
     """Lower Cholesky factor of symmetric PSD matrices ``a`` (..., d, d).
 
-    For d ≤ 4 the factorisation is unrolled into elementwise operations (XLA fuses them; no LAPACK call inside
-    vmapped loops); a non-positive pivot gives a zero column (a singular factor) instead of NaN.
+    For d ≤ 4 the factorisation is unrolled into elementwise operations (XLA fuses them), above it is a loop of
+    XLA operations (:func:`collapse_theory._linalg.cholesky`): no LAPACK call, which could deadlock beside
+    another (:mod:`collapse_theory._linalg`). A non-positive pivot gives a zero column (a singular factor)
+    instead of NaN.
     """
     d = a.shape[-1]
     if d > _UNROLL_MAX_DIM:
-        return jnp.linalg.cholesky(a)
+        return _linalg.cholesky(a)
     rows = [[jnp.zeros(a.shape[:-2], a.dtype) for _ in range(d)] for _ in range(d)]
     for j in range(d):
         s = a[..., j, j] - sum((rows[j][k] ** 2 for k in range(j)), jnp.zeros((), a.dtype))
@@ -134,12 +137,12 @@ def _forward_rows(lower: jax.Array, b: jax.Array) -> list:
 def forward_substitution(lower: jax.Array, b: jax.Array) -> jax.Array:
     """Solve ``lower @ y = b`` for lower-triangular ``lower`` (..., d, d) and ``b`` (..., d, n)."""
     if lower.shape[-1] > _UNROLL_MAX_DIM:
-        return solve_triangular(lower, b, lower=True)
+        return _linalg.solve_lower(lower, b)
     return jnp.stack(_forward_rows(lower, b), axis=-2)
 
 
 def _nuclear_norm(a: jax.Array) -> jax.Array:
-    """Sum of singular values of (..., d, d) matrices (closed form for d ≤ 2)."""
+    """Sum of singular values of (..., d, d) matrices (closed form for d ≤ 2, Newton–Schulz above)."""
     d = a.shape[-1]
     if d == 1:
         return jnp.abs(a[..., 0, 0])
@@ -147,14 +150,14 @@ def _nuclear_norm(a: jax.Array) -> jax.Array:
         frob = jnp.sum(a**2, axis=(-2, -1))
         det = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
         return jnp.sqrt(frob + 2 * jnp.abs(det))
-    return jnp.sum(jnp.linalg.svd(a, compute_uv=False), axis=-1)
+    return _linalg.nuclear_norm(a)
 
 
 def _log_gauss(delta: jax.Array, lower: jax.Array) -> jax.Array:
     """log N(delta; 0, L Lᵀ) for ``delta`` (..., d, n) and ``lower`` (..., d, d): shape (..., n)."""
     d = lower.shape[-1]
     if d > _UNROLL_MAX_DIM:
-        quad = jnp.sum(solve_triangular(lower, delta, lower=True) ** 2, axis=-2)
+        quad = jnp.sum(_linalg.solve_lower(lower, delta) ** 2, axis=-2)
     else:
         quad = sum(y**2 for y in _forward_rows(lower, delta))
     log_det = jnp.sum(jnp.log(jnp.diagonal(lower, axis1=-2, axis2=-1)), axis=-1)

@@ -77,6 +77,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._linalg import nuclear_norm
 from . import classifier as _clf
 from . import gmm as _gmm
 from . import nn
@@ -150,26 +151,6 @@ def make_reference(test_images, classifier: _clf.ClassifierParams | None = None,
     cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     return VAEReference(cast(x), jax.tree.map(cast, classifier), cast(rare), cast(mean), cast(cov), cast(sqrt),
                         edges)
-
-
-def nuclear_norm(c: jax.Array, iterations: int = 40) -> jax.Array:
-    r"""Sum of the singular values of ``c`` (m, n), :math:`\mathrm{tr}(U^\top c)` with :math:`U` the polar factor
-    of ``c`` from the Newton–Schulz iteration :math:`X \leftarrow X(3I - X^\top X)/2` on :math:`c/\|c\|_F`.
-
-    Matrix products only (no LAPACK call, no host callback: cheap under ``vmap`` and the compiled program stays
-    cacheable). Each singular value follows :math:`s \leftarrow s(3-s^2)/2`, which cannot change sign, so
-    rank-deficient inputs and round-off are harmless; singular values down to ~1e-7·‖c‖_F converge in 40
-    iterations and a smaller one contributes at most itself.
-    """
-    norm = jnp.sqrt(jnp.sum(c**2))
-    x = c / jnp.maximum(norm, jnp.finfo(c.dtype).tiny)
-    eye = jnp.eye(c.shape[-1], dtype=c.dtype)
-
-    def step(x, _):
-        return 0.5 * x @ (3.0 * eye - x.T @ x), None
-
-    x, _ = jax.lax.scan(step, x, None, length=iterations)
-    return jnp.sum(x * c)
 
 
 def frechet_distance(mean_a, features_a, mean_b, cov_b_sqrt, cov_b) -> jax.Array:

@@ -1,0 +1,116 @@
+"""The LAPACK-free linear algebra of ``collapse_theory._linalg`` and the models' programs that use it.
+
+jaxlib 0.10's batched CPU LAPACK kernels wait on XLA's thread pool for pieces of their batch, so two independent
+ones running at once hang a 2-core machine (``_linalg`` module docstring: seen with the d-dim Gaussian's W2 SVD
+beside its KL triangular solves at 1000 chains). The models' metrics therefore use forward substitution, a
+loop Cholesky and a Newton–Schulz nuclear norm in XLA operations. These tests check those against SciPy/NumPy,
+and check that the compiled simulation programs keep at most the Gaussian fit's QR chain of LAPACK calls (a new
+metric that brought back an independent ``trsm``/``gesdd``/``potrf`` fails here, not as a hang on a user's laptop).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+from collapse_theory import Accumulate, FreshFraction, Gaussian, Replace, _linalg, simulate
+from collapse_theory.models.gmm import GaussianMixture
+
+
+def _spd(rng, batch, d):
+    a = rng.standard_normal(batch + (d, d + 3))
+    return a @ np.swapaxes(a, -1, -2) / (d + 3)
+
+
+@pytest.mark.parametrize("d", [2, 5, 12])
+def test_solve_lower_matches_scipy(d):
+    """Forward substitution (unrolled for d <= 8, a loop above) equals scipy's triangular solve, for a matrix and
+    a vector right-hand side and with leading batch axes (catches an off-by-one row or a transposed factor)."""
+    rng = np.random.default_rng(d)
+    low = np.linalg.cholesky(_spd(rng, (3,), d))
+    b = rng.standard_normal((3, d, 4))
+    v = rng.standard_normal((3, d))
+    got_b = np.asarray(_linalg.solve_lower(jnp.asarray(low), jnp.asarray(b)))
+    got_v = np.asarray(jax.vmap(_linalg.solve_lower)(jnp.asarray(low), jnp.asarray(v)))
+    for i in range(3):
+        np.testing.assert_allclose(got_b[i], scipy.linalg.solve_triangular(low[i], b[i], lower=True), rtol=1e-10)
+        np.testing.assert_allclose(got_v[i], scipy.linalg.solve_triangular(low[i], v[i], lower=True), rtol=1e-10)
+
+
+@pytest.mark.parametrize("d", [2, 7, 16])
+def test_cholesky_matches_numpy_and_zeroes_a_singular_column(d):
+    """The loop Cholesky equals NumPy's on SPD matrices (batched); a PSD matrix of rank d-1 gives a factor whose
+    product is the matrix, finite, with a zero pivot (where LAPACK's ``potrf`` would fail or return NaN)."""
+    rng = np.random.default_rng(d)
+    a = _spd(rng, (2, 3), d)
+    np.testing.assert_allclose(np.asarray(_linalg.cholesky(jnp.asarray(a))), np.linalg.cholesky(a), rtol=1e-9,
+                               atol=1e-12)
+    u = rng.standard_normal((d, d - 1))
+    singular = u @ u.T
+    low = np.asarray(_linalg.cholesky(jnp.asarray(singular)))
+    assert np.all(np.isfinite(low)) and np.min(np.abs(np.diag(low))) < 1e-6 * np.max(np.abs(np.diag(low)))
+    np.testing.assert_allclose(low @ low.T, singular, atol=1e-9 * np.max(np.abs(singular)))
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (3, 6, 6), (7, 3)])
+def test_nuclear_norm_matches_svd(shape):
+    """Newton–Schulz nuclear norm equals the sum of NumPy's singular values (batched and rectangular), and a
+    rank-deficient input is handled (its zero singular value stays zero)."""
+    rng = np.random.default_rng(sum(shape))
+    c = rng.standard_normal(shape)
+    want = np.sum(np.linalg.svd(c, compute_uv=False), axis=-1)
+    np.testing.assert_allclose(np.asarray(_linalg.nuclear_norm(jnp.asarray(c))), want, rtol=1e-9)
+    low_rank = rng.standard_normal((5, 2)) @ rng.standard_normal((2, 5))
+    np.testing.assert_allclose(float(_linalg.nuclear_norm(jnp.asarray(low_rank))),
+                               np.sum(np.linalg.svd(low_rank, compute_uv=False)), rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- LAPACK calls left in the programs
+class _Lowered(Exception):
+    pass
+
+
+def _lapack_calls(run) -> list[str]:
+    """The ``lapack_*`` custom calls of the first chunk program that ``run()`` would execute (lowered, not run)."""
+    engine = sys.modules["collapse_theory.simulate"]
+    original = engine._call_chunk
+
+    def lower_only(plan, length, args, compiler_options, dynamic_length=None, lapack_guard=None):
+        raise _Lowered(engine._run_chunk.lower(plan, length, *args).as_text())
+
+    engine._call_chunk = lower_only
+    try:
+        run()
+    except _Lowered as lowered:
+        return re.findall(r"custom_call @(lapack_[a-z0-9_]+)", lowered.args[0])
+    finally:
+        engine._call_chunk = original
+    raise AssertionError("simulate ran no chunk")
+
+
+QR_CHAIN = {"geqrf", "orgqr"}  # the fit's QR: orgqr consumes geqrf's output, so the two never overlap
+
+
+@pytest.mark.parametrize("regime, path", [(Replace(), "sample"), (Replace(), "exact"), (Accumulate(), "exact"),
+                                          (FreshFraction(0.5), "exact")])
+def test_gaussian_programs_call_lapack_only_for_the_fit(regime, path):
+    """A 5-D Gaussian with every metric: the only LAPACK calls are the fit's QR (the metrics used four ``trsm`` and
+    a ``gesdd``, which hung 1000 chains at d = 31 on 2 cores)."""
+    calls = _lapack_calls(lambda: simulate(0, Gaussian(dim=5, ddof=1), regime, num_chains=8, num_generations=2,
+                                           num_samples=12, path=path))
+    kinds = {re.sub(r"^lapack_[sdcz]|_ffi$", "", c) for c in calls}
+    assert kinds <= QR_CHAIN, calls
+
+
+def test_gmm_program_calls_no_lapack():
+    """A 6-D mixture (above the unrolled d <= 4) with every metric: no LAPACK call at all (it had 11: Cholesky,
+    triangular solves and an SVD in independent metric terms)."""
+    calls = _lapack_calls(lambda: simulate(0, GaussianMixture(num_components=2, dim=6), Replace(), num_chains=8,
+                                           num_generations=2, num_samples=30, path="sample"))
+    assert calls == [], calls
