@@ -1,5 +1,5 @@
-r"""Linear algebra that cannot deadlock XLA:CPU: batched eigh and SVD through NumPy; a triangular solve, a
-Cholesky factor and a nuclear norm in XLA operations.
+r"""Linear algebra that cannot deadlock XLA:CPU: batched eigh, SVD and singular values through NumPy; a
+triangular solve, a Cholesky factor and a nuclear norm in XLA operations.
 
 jaxlib 0.10's CPU LAPACK kernels split a batched call over XLA's intra-op thread pool and block the calling pool
 thread until the pieces finish. When as many independent batched calls as the pool has threads run at once (two on
@@ -50,6 +50,17 @@ def svd(a: jax.Array):
         jax.ShapeDtypeStruct(batch + (k, n), a.dtype),
     )
     return jax.pure_callback(_svd_host, shapes, a, vmap_method="expand_dims")
+
+
+def _singular_values_host(a):
+    return np.linalg.svd(np.asarray(a), compute_uv=False).astype(a.dtype)
+
+
+def singular_values(a: jax.Array) -> jax.Array:
+    """Singular values (descending) of ``a`` (..., m, n), like ``jnp.linalg.svd(a, compute_uv=False)``, from
+    NumPy (a host callback: the program is then not kept by JAX's persistent compilation cache)."""
+    shape = jax.ShapeDtypeStruct(a.shape[:-2] + (min(a.shape[-2:]),), a.dtype)
+    return jax.pure_callback(_singular_values_host, shape, a, vmap_method="expand_dims")
 
 
 def nuclear_norm(c: jax.Array, iterations: int = 40) -> jax.Array:
@@ -116,4 +127,4 @@ def cholesky(a: jax.Array) -> jax.Array:
     return jax.lax.fori_loop(0, d, column, jnp.zeros_like(a))
 
 
-__all__ = ["cholesky", "eigh", "nuclear_norm", "solve_lower", "svd"]
+__all__ = ["cholesky", "eigh", "nuclear_norm", "singular_values", "solve_lower", "svd"]
