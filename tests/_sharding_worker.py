@@ -68,9 +68,9 @@ def case_gaussian_sample():
 
 
 def case_gaussian_sample_dim2():
-    """d = 2: w2_squared goes through a batched SVD. Four CPU devices on at most four cores would refuse these
-    LAPACK calls as a possible hang (``case_lapack_guard``); batches this small (8 chains of 7 x 2) have always
-    finished, so the waiver is set for this case."""
+    """d = 2: the fit is a batched LAPACK QR and w2_squared a matrix iteration. Four CPU devices on at most four
+    cores would refuse the QR as a possible hang (``case_lapack_guard``); batches this small (8 chains of 7 x 2)
+    have always finished, so the waiver is set for this case."""
     from collapse_theory import distributed
 
     os.environ[distributed.ALLOW_CPU_LAPACK] = "1"
