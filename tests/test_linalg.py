@@ -20,7 +20,10 @@ import pytest
 import scipy.linalg
 
 from collapse_theory import Accumulate, FreshFraction, Gaussian, Replace, _linalg, simulate
+from collapse_theory.models.categorical import Categorical
 from collapse_theory.models.gmm import GaussianMixture
+from collapse_theory.models.kde import KernelDensity
+from collapse_theory.models.regression import LinearRegression
 
 
 def _spd(rng, batch, d):
@@ -108,9 +111,21 @@ def test_gaussian_programs_call_lapack_only_for_the_fit(regime, path):
     assert kinds <= QR_CHAIN, calls
 
 
-def test_gmm_program_calls_no_lapack():
-    """A 6-D mixture (above the unrolled d <= 4) with every metric: no LAPACK call at all (it had 11: Cholesky,
-    triangular solves and an SVD in independent metric terms)."""
-    calls = _lapack_calls(lambda: simulate(0, GaussianMixture(num_components=2, dim=6), Replace(), num_chains=8,
-                                           num_generations=2, num_samples=30, path="sample"))
+_NO_LAPACK = {
+    "gmm-6d": lambda: (GaussianMixture(num_components=2, dim=6), Replace(), "sample", 30),
+    "regression": lambda: (LinearRegression(dim=6), Replace(), "sample", 20),
+    "regression-exact": lambda: (LinearRegression(dim=6), Accumulate(), "exact", 20),
+    "kde": lambda: (KernelDensity(bandwidth=0.3, capacity=50), Replace(), "sample", 50),
+    "categorical": lambda: (Categorical(num_categories=10), Replace(), "exact", 50),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NO_LAPACK))
+def test_other_model_programs_call_no_lapack(name):
+    """Every metric, no LAPACK call at all: the 6-D mixture (above the unrolled d <= 4; it had 11: Cholesky,
+    triangular solves and an SVD in independent metric terms), regression (its eigh/SVD are host callbacks), the
+    KDE and the categorical model."""
+    model, regime, path, n = _NO_LAPACK[name]()
+    calls = _lapack_calls(lambda: simulate(0, model, regime, num_chains=8, num_generations=2, num_samples=n,
+                                           path=path))
     assert calls == [], calls
