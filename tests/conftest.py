@@ -49,8 +49,9 @@ MAX_WORKERS = 4
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker per core this process may use, at most :data:`MAX_WORKERS`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(MAX_WORKERS, cores))
+    from collapse_theory.distributed import cpu_threads
+
+    return max(1, min(MAX_WORKERS, cpu_threads()))
 
 
 @pytest.fixture(autouse=True)

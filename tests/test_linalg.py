@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from collapse_theory import Accumulate, FreshFraction, Gaussian, Replace, _linalg, simulate
+from collapse_theory import Accumulate, FreshFraction, Gaussian, Replace, _linalg, distributed, simulate
 from collapse_theory.models.categorical import Categorical
 from collapse_theory.models.gmm import GaussianMixture
 from collapse_theory.models.kde import KernelDensity
@@ -80,7 +80,8 @@ class _Lowered(Exception):
 
 
 def _lapack_calls(run) -> list[str]:
-    """The ``lapack_*`` custom calls of the first chunk program that ``run()`` would execute (lowered, not run)."""
+    """The LAPACK kernels (``distributed.lapack_targets``) of the first chunk program that ``run()`` would execute
+    (lowered, not run)."""
     engine = sys.modules["collapse_theory.simulate"]
     original = engine._call_chunk
 
@@ -91,7 +92,7 @@ def _lapack_calls(run) -> list[str]:
     try:
         run()
     except _Lowered as lowered:
-        return re.findall(r"custom_call @(lapack_[a-z0-9_]+)", lowered.args[0])
+        return distributed.lapack_targets(lowered.args[0])
     finally:
         engine._call_chunk = original
     raise AssertionError("simulate ran no chunk")

@@ -310,14 +310,13 @@ class Gaussian:
         inv_f_delta = _solve_lower(safe_f, delta)
         if d == 1:
             inv_f0_f, inv_f0_delta = _solve_lower(f0, f), _solve_lower(f0, delta)
-        else:  # the reference is usually shared by the chains: then the inverse is computed once per generation
-            inv_f0 = _solve_lower(f0, jnp.eye(d, dtype=f0.dtype))
-            inv_f0_f, inv_f0_delta = inv_f0 @ f, inv_f0 @ delta
-        if d == 1:
             sigma = jnp.exp(s) * jnp.abs(f[0, 0])
             sigma0 = jnp.exp(s0) * jnp.abs(f0[0, 0])
             w2 = sq_mean_error + (sigma - sigma0) ** 2
         else:
+            # the reference is usually shared by the chains: then the inverse is computed once per generation
+            inv_f0 = _solve_lower(f0, jnp.eye(d, dtype=f0.dtype))
+            inv_f0_f, inv_f0_delta = inv_f0 @ f, inv_f0 @ delta
             cross = f0.T @ f
             if d <= _NEWTON_SCHULZ_MAX_DIM:  # 40 steps of d x d products: faster than LAPACK for small d
                 nuclear = _linalg.nuclear_norm(cross)
