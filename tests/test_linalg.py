@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from collapse_theory import Accumulate, FreshFraction, Gaussian, Replace, _linalg, distributed, simulate
+from collapse_theory import Accumulate, FreshFraction, Gate, Gaussian, Replace, _linalg, distributed, setups, simulate
 from collapse_theory.models.categorical import Categorical
 from collapse_theory.models.gmm import GaussianMixture
 from collapse_theory.models.kde import KernelDensity
@@ -129,4 +129,35 @@ def test_other_model_programs_call_no_lapack(name):
     model, regime, path, n = _NO_LAPACK[name]()
     calls = _lapack_calls(lambda: simulate(0, model, regime, num_chains=8, num_generations=2, num_samples=n,
                                            path=path))
+    assert calls == [], calls
+
+
+def _vae_case(architecture):
+    """The VAE set-up (procedural shapes, the classifier's confidence gate) with a tiny network of ``architecture``:
+    training by optax, sampling, the classifier's metrics and the Fréchet distance all lowered."""
+    if architecture == "linear":
+        setup = setups.vae(0, num_real=100, classifier_steps=2, gate="confident", architecture="linear",
+                           likelihood="gaussian", latent_dim=2, steps=2, batch_size=None)
+    else:
+        setup = setups.vae(0, num_real=100, classifier_steps=2, gate="confident", architecture=architecture,
+                           latent_dim=2, hidden=4, steps=2, batch_size=16, num_eval_samples=16)
+    return setup, 32
+
+
+_NO_LAPACK_SETUPS = {
+    "vae-mlp": lambda: _vae_case("mlp"),
+    "vae-conv": lambda: _vae_case("conv"),
+    "vae-linear": lambda: _vae_case("linear"),
+    "ngram": lambda: (setups.ngram(0, num_reference=20, gate="facts"), 40),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NO_LAPACK_SETUPS))
+def test_setup_programs_call_no_lapack(name):
+    """The set-ups of the command line (``collapse-theory run --model vae|ngram``), gated, with every metric: no
+    LAPACK call (the linear VAE's Gaussian metrics and the Fréchet distance use ``_linalg``)."""
+    setup, n = _NO_LAPACK_SETUPS[name]()
+    regime = Gate(Replace(), setup.gate, retries=1)
+    calls = _lapack_calls(lambda: simulate(0, setup.model, regime, num_chains=4, num_generations=2, num_samples=n,
+                                           **setup.simulate_kwargs()))
     assert calls == [], calls
