@@ -439,17 +439,20 @@ def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic
     use the state it passed in after the call.
 
     ``lapack_guard``: ``(hazard, devices)`` from :func:`collapse_theory.distributed.lapack_hazard`; the program is
-    lowered first and refused if it calls LAPACK (:func:`collapse_theory.distributed.check_lapack`)."""
+    lowered first and refused if it calls LAPACK (:func:`collapse_theory.distributed.check_lapack`); with
+    ``compiler_options`` that lowering is the one compiled."""
     if dynamic_length is not None:
         fn = _run_chunk_dynamic
         root, state, t_start, *rest = args
         args = (root, state, t_start, jnp.int32(dynamic_length), *rest)
     else:
         fn = _run_chunk
+    lowered = None
     if lapack_guard is not None and lapack_guard[0] is not None:
         from . import distributed
 
-        distributed.check_lapack(*lapack_guard, fn.lower(plan, length, *args).as_text())
+        lowered = fn.lower(plan, length, *args)
+        distributed.check_lapack(*lapack_guard, lowered.as_text())
     if not compiler_options:
         return fn(plan, length, *args)
     leaves, treedef = jax.tree.flatten(args)
@@ -457,7 +460,8 @@ def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic
                  tuple(sorted(compiler_options.items())))
     compiled = _COMPILED.get(signature)
     if compiled is None:
-        compiled = fn.lower(plan, length, *args).compile(compiler_options=dict(compiler_options))
+        lowered = lowered if lowered is not None else fn.lower(plan, length, *args)
+        compiled = lowered.compile(compiler_options=dict(compiler_options))
         _COMPILED[signature] = compiled
     return compiled(*args)
 

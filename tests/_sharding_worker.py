@@ -90,13 +90,21 @@ def case_lapack_guard():
     if distributed.lapack_hazard(distributed.chain_mesh(4)) is None:  # more cores than devices, or a waiver
         simulate(5, Gaussian(dim=10, ddof=1), Replace(), **kw)
         return
-    try:
-        simulate(5, Gaussian(dim=10, ddof=1), Replace(), **kw)
-    except ValueError as err:
-        msg = str(err)
-        assert "devices=4" in msg and "lapack_" in msg and "need devices <" in msg, msg
-    else:
-        raise AssertionError("no ValueError for a LAPACK program on 4 CPU devices with <= 4 cores")
+    from collapse_theory.simulate import FAST_COMPILE
+
+    for options in (None, FAST_COMPILE):  # jit's cache, and ahead-of-time compiled from the guard's lowering
+        try:
+            simulate(5, Gaussian(dim=10, ddof=1), Replace(), compiler_options=options, **kw)
+        except ValueError as err:
+            msg = str(err)
+            assert "devices=4" in msg and "lapack_" in msg and "need devices <" in msg, msg
+        else:
+            raise AssertionError(f"no ValueError for a LAPACK program on 4 CPU devices with <= 4 cores ({options})")
+    # a program without LAPACK passes the guard and runs, compiled from the lowering the guard read
+    one = simulate(5, Gaussian(dim=1, ddof=1), Replace(), compiler_options=FAST_COMPILE, **kw)
+    ref = simulate(5, Gaussian(dim=1, ddof=1), Replace(), compiler_options=FAST_COMPILE, **{**kw, "devices": None})
+    assert np.isfinite(one.mean("log_variance")).all()
+    np.testing.assert_allclose(one.mean("log_variance"), ref.mean("log_variance"), rtol=1e-12)
 
 
 def case_gaussian_sample_accumulate():
