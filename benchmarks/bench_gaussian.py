@@ -244,6 +244,11 @@ def bench_replace_workload(label: str, C: int, G: int, M: int, peer_chains: int,
                                                        slow_s=slow_s)
         items[f"floor_{name}"]["chain_generations"] = cg
     finals["floor_ideal_fit"] = float(np.asarray(floors["ideal_fit"](root, C, G, M)[0])[-1])
+    # the sample-path target again, ours and the per-chain floor timed in alternating rounds (both compiled above)
+    duel = measure_interleaved({"floor_per_chain": lambda: floors["per_chain"](root, C, G, M),
+                                "ours_sample": lambda: ours("sample")}, rounds=5 if G * C > 10**6 else 7)
+    for name, timing in duel.items():
+        items[f"{name}_interleaved"] = {**timing, "chain_generations": cg}
     finals["theory"] = float(theory.gaussian.expected_log_variance(G, M, ddof=0))
 
     for item in items.values():
@@ -251,6 +256,7 @@ def bench_replace_workload(label: str, C: int, G: int, M: int, peer_chains: int,
     ns = {k: v["ns_per_chain_generation"] for k, v in items.items()}
     ratios = {
         "sample_over_floor_per_chain": ns["ours_sample"] / ns["floor_per_chain"],
+        "sample_over_floor_per_chain_interleaved": ns["ours_sample_interleaved"] / ns["floor_per_chain_interleaved"],
         "sample_over_floor_flat": ns["ours_sample"] / ns["floor_flat"],
         "sample_over_ideal_fit": ns["ours_sample"] / ns["floor_ideal_fit"],
         "floor_per_chain_over_flat": ns["floor_per_chain"] / ns["floor_flat"],
@@ -263,7 +269,7 @@ def bench_replace_workload(label: str, C: int, G: int, M: int, peer_chains: int,
         "exact_wide_over_numpy_exact": ns["ours_exact_wide"] / ns["numpy_vec_exact"],
     }
     targets = {
-        "sample_over_floor_per_chain": ("<=", 1.2),
+        "sample_over_floor_per_chain_interleaved": ("<=", 1.2),
         "peer_over_exact": (">=", 100.0),
         "exact_over_numpy_exact_interleaved": ("<=", 1.0),
     }
@@ -282,6 +288,8 @@ def bench_replace_workload(label: str, C: int, G: int, M: int, peer_chains: int,
         "floor_flat": "RNG floor: normal (C,M) per gen, 1 key/gen",
         "floor_per_chain": "RNG floor: per-chain keys (3x fold_in) + normal (M,)",
         "floor_ideal_fit": "fused ideal: per-chain floor + MLE fit + summary",
+        "floor_per_chain_interleaved": "RNG floor per chain, timed alternately with the next row",
+        "ours_sample_interleaved": "ours, path='sample', timed alternately with the previous row",
     }
     rows = []
     for k, d in descr.items():
