@@ -24,6 +24,11 @@ RUN_SIZES = {"ngram": (32, 30, 2000), "vae": (8, 10, 1000)}
 given: (1000, 100, 100), except for the models whose generation costs much more (the sizes of their figures)."""
 
 
+class UsageError(ValueError):
+    """A command line that cannot run as given: ``main`` prints ``collapse-theory CMD: error: ...`` and returns 2,
+    as for every other bad input."""
+
+
 def _versions() -> str:
     """This package's version and those of the libraries its results depend on (read without importing them)."""
     from importlib import metadata
@@ -61,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="M (the first size for growing schedules; default 100; ngram 2000, vae 1000)")
     run.add_argument("--schedule", choices=SCHEDULES, default="constant",
                      help="constant M; linear M + slope (t-1); power round(M t^exponent)")
-    run.add_argument("--slope", type=int, default=1, help="linear schedule: increment per generation")
-    run.add_argument("--exponent", type=float, default=1.5, help="power schedule: exponent")
+    run.add_argument("--slope", type=int, default=None,
+                     help="--schedule linear: increment of M per generation (default 1)")
+    run.add_argument("--exponent", type=float, default=None, help="--schedule power: exponent (default 1.5)")
     run.add_argument("--dim", type=int, default=None,
                      help="dimension d (default 1; kde: the dataset's own, 1 for normal, 2 for blobs)")
     run.add_argument("--ddof", type=int, choices=(0, 1), default=None,
@@ -134,7 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     vae.add_argument("--classifier-steps", type=int, default=1500, help="training steps of the metric classifier")
     vae.add_argument("--gate-threshold", type=float, default=0.9, help="--gate confident: probability threshold")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", type=Path, default=Path("results/run.npz"))
+    run.add_argument("--out", type=Path, default=Path("results/run.npz"),
+                     help="result file, .npz (or no suffix); a .json sidecar is written beside it")
     run.add_argument("--x64", action="store_true", help="float64 (default float32)")
     run.add_argument("--trajectories", action="store_true", help="also save every chain's metrics (G x C)")
     run.add_argument("--chunk-size", type=int, default=None, help="generations per compiled chunk")
@@ -179,10 +186,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, default=None, help="write the table as a list of records")
     check.add_argument("--markdown", type=Path, default=None,
                        help="write the table as Markdown (with references, formulas and run metadata)")
-    check.add_argument("--family", action="append", default=None, help="only this family (repeatable)")
-    check.add_argument("--name", action="append", default=None, help="only this check (repeatable)")
+    check.add_argument("--family", action="append", default=None,
+                       help="only this family (repeatable; `collapse-theory list` shows each check's family)")
+    check.add_argument("--name", action="append", default=None,
+                       help="only this check (repeatable; `collapse-theory list` names them)")
     check.add_argument("--seed", type=int, default=0)
-    check.add_argument("--z", type=float, default=4.0, help="a row passes when |z| <= this (default 4)")
+    check.add_argument("--z", type=float, default=4.0, help="a row passes when |z| <= this, >= 0 (default 4)")
     check.add_argument("--float32", action="store_true", help="run in float32 (default float64)")
     check.add_argument("--jobs", type=int, default=None,
                        help="worker processes, one family of checks per task (default: min(2, CPUs)); "
@@ -193,7 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     fig.add_argument("--out", type=Path, default=None,
                      help="output folder (default figures/; with --quick figures/quick/, git-ignored, so a quick "
                           "pass never overwrites the full-size figures)")
-    fig.add_argument("--only", action="append", default=None, help="figure name (repeatable)")
+    fig.add_argument("--only", action="append", default=None,
+                     help="figure name (repeatable; `collapse-theory list` names them)")
     fig.add_argument("--experiments-dir", type=Path, default=None)
 
     demo = sub.add_parser("demo", help="classroom demos: 'tails' writes an animated GIF of a Zipf losing its tail")
@@ -267,13 +277,21 @@ def _explain_nonfinite_mean(res, name: str, path: str) -> None:
     median = f"; median over chains {res.quantile(name, 0.5)[-1]:.6g}" if 0.5 in levels else ""
     why = ""
     if path == "sample" and name.startswith("log_"):
-        why = (" (on the sample path the fitted spread of a long collapsing chain underflows to 0 in float32: "
-               "--path exact carries it in log scale, --x64 delays it)")
+        why = (" (the sample path refits raw samples, which keep about 7 digits in float32: once a chain's "
+               "fitted spread falls below |mean| x 1e-7, in d dims along its smallest direction first, its fit is "
+               "exactly singular; --path exact carries the spread in log scale, --x64 delays it)")
     what = "NaN, or +inf and -inf" if math.isnan(mean) else f"{mean:g}"
     print(f"    {name}: some chain's final value is {what}, so the mean and SE are not finite{why}{median}")
 
 
+def _check_out(path: Path) -> None:
+    if path.suffix not in ("", ".npz"):
+        raise UsageError(f"--out {str(path)!r}: a result is an .npz file (and its .json sidecar); give a name "
+                         f"ending in .npz, e.g. {str(path.with_suffix('.npz'))!r}")
+
+
 def _cmd_run(args) -> int:
+    _check_out(args.out)
     _configure_jax(args.x64)
     _configure_scale(args)
     from . import regimes
@@ -284,16 +302,21 @@ def _cmd_run(args) -> int:
     _apply_run_sizes(args)
     if args.regime == "fresh-fraction":
         if args.gamma is None:
-            raise SystemExit("collapse-theory run: --regime fresh-fraction needs --gamma in (0, 1]")
+            raise UsageError("--regime fresh-fraction needs --gamma in (0, 1]")
         regime = regimes.FreshFraction(args.gamma)
     else:
         if args.gamma is not None:
-            raise SystemExit(f"collapse-theory run: --gamma applies to --regime fresh-fraction, not {args.regime}")
+            raise UsageError(f"--gamma applies to --regime fresh-fraction, not {args.regime}")
         regime = regimes.REGIMES[args.regime]()
     schedule = _schedule(args)
     sizes = schedule.sizes(max(args.num_generations, 1))
-    if args.dim is not None and args.model in ("ngram", "vae"):
-        raise SystemExit(f"collapse-theory run: --dim does not apply to --model {args.model} (its data fix it)")
+    if args.model == "vae" and args.num_real < int(sizes.max()):  # before the classifier is trained
+        raise ValueError(f"--num-real={args.num_real} is out of range: a generation fits up to max_t M_t = "
+                         f"{int(sizes.max())} real images drawn without replacement, so need --num-real >= "
+                         f"{int(sizes.max())}")
+    if args.dim is not None and args.model in ("categorical", "ngram", "vae"):
+        why = "its outcomes are --categories" if args.model == "categorical" else "its data fix it"
+        raise UsageError(f"--dim does not apply to --model {args.model} ({why})")
     dim = 1 if args.dim is None else args.dim
     truth, truth_note, real_data, reference, predicate = None, None, None, None, None
     if args.model == "categorical":
@@ -313,7 +336,7 @@ def _cmd_run(args) -> int:
         model, truth, real_data, reference, predicate, truth_note = setup
     else:
         if args.ddof is None:
-            raise SystemExit("collapse-theory run: --ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
+            raise UsageError("--ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
         model = Gaussian(dim=dim, ddof=args.ddof)
     if predicate is not None:
         regime = regimes.Gate(regime, predicate, retries=args.gate_retries)
@@ -357,6 +380,10 @@ def _cmd_run(args) -> int:
     for n in names:
         print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE)")
         _explain_nonfinite_mean(res, n, path)
+    if args.model == "gaussian" and dim > 1 and dim >= int(sizes[0]):
+        print(f"  note: --dim {dim} >= M_1 = {int(sizes[0])}: a fit on fewer than d + 1 points has a singular "
+              f"covariance (rank <= M - 1), so det_ratio = 0, log_det_ratio = -inf and kl_truth_model = +inf in "
+              f"the result file wherever that holds, by construction")
     return 0
 
 
@@ -379,6 +406,7 @@ def _cmd_sweep(args) -> int:
 def _cmd_merge(args) -> int:
     import json as _json
 
+    _check_out(args.out)
     import numpy as np
 
     for path in args.inputs:
@@ -423,13 +451,13 @@ def _check_model_options(args) -> None:
             continue
         owners = [o for o, names in _MODEL_OPTIONS.items() if name in names]
         what = " or ".join("the Gaussian" if o == "gaussian" else f"--model {o}" for o in owners)
-        raise SystemExit(f"collapse-theory run: --{name.replace('_', '-')} applies to {what}, not --model {args.model}")
+        raise UsageError(f"--{name.replace('_', '-')} applies to {what}, not --model {args.model}")
     if args.gate is not None and GATES[args.gate] != args.model:
-        raise SystemExit(f"collapse-theory run: --gate {args.gate} applies to --model {GATES[args.gate]}, not "
+        raise UsageError(f"--gate {args.gate} applies to --model {GATES[args.gate]}, not "
                          f"--model {args.model}")
     if args.gate is None and (args.gate_retries != defaults.gate_retries
                               or args.gate_threshold != defaults.gate_threshold):
-        raise SystemExit("collapse-theory run: --gate-retries and --gate-threshold need --gate")
+        raise UsageError("--gate-retries and --gate-threshold need --gate")
 
 
 def _apply_run_sizes(args) -> None:
@@ -443,11 +471,14 @@ def _apply_run_sizes(args) -> None:
 def _schedule(args):
     from . import schedules
 
+    for name, schedule in (("slope", "linear"), ("exponent", "power")):
+        if getattr(args, name) is not None and args.schedule != schedule:
+            raise UsageError(f"--{name} applies to --schedule {schedule}, not --schedule {args.schedule}")
     if args.schedule == "constant":
         return schedules.Constant(args.num_samples)
     if args.schedule == "linear":
-        return schedules.Linear(args.num_samples, args.slope)
-    return schedules.PowerLaw(args.num_samples, args.exponent)
+        return schedules.Linear(args.num_samples, 1 if args.slope is None else args.slope)
+    return schedules.PowerLaw(args.num_samples, 1.5 if args.exponent is None else args.exponent)
 
 
 def _gmm_model(args, dim: int):
@@ -474,12 +505,12 @@ def _kde_model(args, regime, sizes):
     from .models.kde import KernelDensity, capacity_for
 
     if args.bandwidth is None:
-        raise SystemExit("collapse-theory run: --model kde needs --bandwidth h > 0")
+        raise UsageError("--model kde needs --bandwidth h > 0")
     name, d = args.dataset, args.dim
     if name in ("moons", "circles") and d not in (None, 2):
         raise ValueError(f"dim={d} is out of range: --dataset {name} is 2-D (leave --dim out or give 2)")
     if name in ("normal", "blobs") and args.data_noise != 0.0:
-        raise SystemExit(f"collapse-theory run: --data-noise applies to moons, circles and swiss-roll, not {name}")
+        raise UsageError(f"--data-noise applies to moons, circles and swiss-roll, not {name}")
     if name == "normal":
         d = 1 if d is None else d
         if d < 1:
@@ -546,6 +577,8 @@ def _cmd_check(args) -> int:
     from . import checks
     from .io import atomic_write_text, collect_metadata, to_jsonable
 
+    if not (math.isfinite(args.z) and args.z >= 0):
+        raise ValueError(f"--z={args.z} is out of range: need a finite threshold >= 0 on |z|")
     chosen = checks.select(args.name, args.family)
     jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
     if jobs < 1:
@@ -592,12 +625,12 @@ def _cmd_figures(args) -> int:
     _configure_jax(True)
     folder = _experiments_dir(args.experiments_dir)
     if not folder.is_dir():
-        raise SystemExit(f"collapse-theory figures: no experiments folder at {folder} (use --experiments-dir)")
+        raise UsageError(f"no experiments folder at {folder} (use --experiments-dir)")
     experiments = _load_experiments(folder)
     names = args.only or sorted(experiments)
     unknown = sorted(set(names) - set(experiments))
     if unknown:
-        raise SystemExit(f"collapse-theory figures: unknown figure(s) {unknown}; known: {sorted(experiments)}")
+        raise UsageError(f"unknown figure(s) {unknown}; known: {sorted(experiments)}")
     status = 0
     for name in names:
         out = args.out or Path("figures/quick" if args.quick else "figures")
@@ -644,6 +677,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:  # bad input, missing file or extra
         print(f"collapse-theory {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # results are written atomically: nothing half-written is left behind
+        kept = " (the --checkpoint file is kept: --resume continues)" if getattr(args, "checkpoint", None) else ""
+        print(f"\ncollapse-theory {args.command}: interrupted; no result file written{kept}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `collapse-theory list | head`: the reader left; end quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -29,6 +29,8 @@ its own samples is absorbing for the whole chain (``simulate(stop_when_absorbed=
 has lost never return (``simulate(compact=True)``). ``exact`` (a class attribute) is true when the regime also
 builds training sets from sufficient statistics (``assemble_stats``): false for ``AccumulateSubsample`` (its
 subsets reuse pool points) and ``Gate`` (its predicate reads samples), which run on the sample path only.
+An optional ``check_sizes(sizes)`` refuses, before anything is traced, schedules the regime cannot honour
+(``FreshFraction``: a γ M_t that rounds to no real or no synthetic row).
 """
 
 from __future__ import annotations
@@ -254,6 +256,21 @@ class FreshFraction(_NoBuffer):
         n_real = jnp.round(self.gamma * sizes.m)
         return n_real, sizes.m - n_real
 
+    def check_sizes(self, sizes) -> None:
+        """Refuse sizes for which the rounding makes this another regime: round(γ M_t) = 0 real rows (pure
+        replace) or, with γ < 1, M_t real rows and no synthetic one (fresh real data only)."""
+        m = np.asarray(sizes)
+        real = np.round(self.gamma * m)
+        for bad, what, need in (
+                (real < 1, "0 fresh real rows, so that generation would be pure replace", "round(gamma*M) >= 1"),
+                ((real >= m) & (self.gamma < 1), "no synthetic row, so that generation would be all real data",
+                 "round(gamma*M) <= M - 1, or gamma=1")):
+            if bad.any():
+                t = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"gamma={self.gamma!r} with num_samples={int(m[t])} (generation t={t + 1}) gives round(gamma*M) "
+                    f"= {int(real[t])}: {what}; need {need} at every generation")
+
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
         m_max = layout.m_max
         n_real, n_synth = self._counts(sizes)
@@ -315,6 +332,11 @@ class Gate:
     retries: int = 0
     closed = False  # a gate may reject every sample of an absorbed model
     exact = False
+
+    def check_sizes(self, sizes) -> None:
+        """The inner regime's host-side check of the sizes, if it has one."""
+        if hasattr(self.inner, "check_sizes"):
+            self.inner.check_sizes(sizes)
 
     def __post_init__(self):
         if not (hasattr(self.inner, "assemble") and hasattr(self.inner, "buffer_rows")):

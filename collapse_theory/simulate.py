@@ -40,6 +40,7 @@ import functools
 import math
 import sys
 import time
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -115,17 +116,29 @@ class SimulationResult:
     def num_chains(self) -> int:
         return int(self.config["num_chains"])
 
+    def _summary_of(self, metric: str) -> dict:
+        if metric not in self.summary:
+            raise KeyError(f"metric={metric!r} was not recorded; recorded: {sorted(self.summary)}")
+        return self.summary[metric]
+
     def mean(self, metric: str) -> np.ndarray:
-        return self.summary[metric]["mean"]
+        return self._summary_of(metric)["mean"]
 
     def se(self, metric: str) -> np.ndarray:
-        return self.summary[metric]["sd"] / math.sqrt(self.num_chains)
+        return self._summary_of(metric)["sd"] / math.sqrt(self.num_chains)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"SimulationResult({c.get('model')} {c.get('regime')}, path={c.get('path')!r}, "
+                f"{self.num_chains} chains x {len(self.generations)} generations, x64={self.metadata.get('x64')}, "
+                f"metrics={sorted(self.summary)}, quantile_levels={np.asarray(self.quantile_levels).tolist()}, "
+                f"trajectories={self.trajectories is not None})")
 
     def quantile(self, metric: str, level: float) -> np.ndarray:
         idx = np.flatnonzero(np.isclose(self.quantile_levels, level))
         if idx.size == 0:
             raise KeyError(f"quantile level={level} was not recorded; recorded: {self.quantile_levels.tolist()}")
-        return self.summary[metric]["quantiles"][:, idx[0]]
+        return self._summary_of(metric)["quantiles"][:, idx[0]]
 
     def save(self, path) -> None:
         """Write ``path`` (.npz) and its ``.json`` sidecar atomically (see :func:`collapse_theory.io.save_result`)."""
@@ -296,6 +309,10 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
         params = model.fit(key_for(FIT), data, weights, state.params)
     values = model.metrics(params, reference, key_for(METRIC))
     if plan.metrics is not None:
+        unknown = [name for name in plan.metrics if name not in values]
+        if unknown:
+            raise ValueError(f"metrics={list(plan.metrics)}: {unknown} not reported by {type(model).__name__}; "
+                             f"it reports {sorted(values)}")
         values = {name: values[name] for name in plan.metrics}
     return ChainState(params, buffer), values
 
@@ -602,6 +619,79 @@ def _check_finite_tree(name, tree):
             raise ValueError(f"{name} contains non-finite values: every entry must be finite")
 
 
+def _check_call(key, model, regime) -> None:
+    """Clear errors for a key, model or regime of the wrong kind (before anything is traced)."""
+    is_seed = isinstance(key, (int, np.integer)) and not isinstance(key, bool)
+    is_key = isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                            or (key.dtype == jnp.uint32 and key.shape == (2,)))
+    if not (is_seed or is_key):
+        raise ValueError(f"key={key!r} is out of range: need an int seed or a JAX PRNG key (jax.random.key(seed))")
+    for name, obj, needs, example in (("model", model, ("fit", "sample", "metrics"), "Gaussian(dim=1, ddof=1)"),
+                                      ("regime", regime, ("assemble", "buffer_rows"), "Replace()")):
+        if isinstance(obj, type):
+            raise ValueError(f"{name}={obj.__name__} is a class: pass an instance, e.g. {example}")
+        if not all(hasattr(obj, a) for a in needs):
+            raise ValueError(f"{name}={obj!r} is not a {name}: need an object with {', '.join(needs)} "
+                             f"(e.g. {example}; see collapse_theory.{'models' if name == 'model' else 'regimes'})")
+
+
+def _shape_mismatch(given, expected) -> str | None:
+    """How the pytree ``given`` differs from ``expected`` (ShapeDtypeStructs), comparing ``expected``'s shapes
+    with ``shape(given)`` by leaf; None when they agree."""
+    paths_e, tree_e = jax.tree_util.tree_flatten_with_path(expected)
+    leaves_g, tree_g = jax.tree_util.tree_flatten(given)
+    if tree_g != tree_e:
+        return f"its structure is {tree_g}, not {tree_e}"
+    for (path, e), g in zip(paths_e, leaves_g, strict=True):
+        if tuple(np.shape(g)) != tuple(e.shape):
+            return f"{jax.tree_util.keystr(path) or 'the array'} has shape {tuple(np.shape(g))}, not {tuple(e.shape)}"
+    return None
+
+
+def _check_like_params(name, given, model) -> None:
+    """``given`` has the structure and shapes of ``model.params()`` (skipped for models whose ``params`` needs
+    arguments)."""
+    try:
+        expected = jax.eval_shape(model.params)
+    except TypeError:
+        return
+    why = _shape_mismatch(given, expected)
+    if why is not None:
+        raise ValueError(f"{name} does not fit {model!r}: {why} (as in model.params())")
+
+
+def _check_real_rows(real_data, model) -> None:
+    """Every ``real_data`` leaf is rows of the model's samples: its shape after the leading axis is a sample's."""
+    try:
+        like = model.params() if hasattr(model, "params") else model.init(jax.random.key(0))
+        row = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), like)
+    except Exception:  # noqa: BLE001 - only a nicer message is at stake; the run itself reports real errors
+        return
+    try:
+        rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1,) + tuple(np.shape(x))[1:], jnp.float32), real_data)
+    except (TypeError, ValueError):
+        return
+    why = _shape_mismatch(rows, row) if all(np.ndim(x) >= 1 for x in jax.tree.leaves(real_data)) else \
+        "it has no leading row axis"
+    if why is not None:
+        raise ValueError(f"real_data does not hold rows of {model!r}'s samples: {why} (a row is shaped like "
+                         f"model.sample(key, params, 1) without its leading axis)")
+
+
+def _check_metrics_without_reference(model) -> None:
+    """With ``real_data=`` and no ``reference=`` there is no truth: the model's metrics must not need one."""
+    try:
+        like = model.params() if hasattr(model, "params") else model.init(jax.random.key(0))
+    except Exception:  # noqa: BLE001 - only a nicer message is at stake
+        return
+    try:
+        jax.eval_shape(lambda p: model.metrics(p, None, jax.random.key(0)), like)
+    except (AttributeError, TypeError, IndexError) as err:
+        raise ValueError(f"real_data= without reference=: the metrics of {type(model).__name__} compare each fit "
+                         f"with a reference (they failed on None: {err}); pass reference= (e.g. model.params(...) "
+                         "of the distribution the data come from)") from None
+
+
 def simulate(
     key,
     model,
@@ -702,6 +792,7 @@ def simulate(
     """
     start_time = time.time()
     regime = Replace() if regime is None else regime
+    _check_call(key, model, regime)
     num_chains = _positive_int("num_chains", num_chains)
     num_generations = _positive_int("num_generations", num_generations)
     chain_offset = _positive_int("chain_offset", chain_offset, minimum=0)
@@ -725,6 +816,8 @@ def simulate(
                          "use path='sample'")
     if hasattr(model, "check_sizes"):
         model.check_sizes(sizes, path)
+    if hasattr(regime, "check_sizes"):
+        regime.check_sizes(sizes)
     min_samples = getattr(model, "min_samples", 1)
     if sizes.min() < min_samples:
         t_bad = int(np.argmin(sizes)) + 1
@@ -743,12 +836,17 @@ def simulate(
         if not hasattr(model, "params"):
             raise ValueError("give truth= (the real distribution's parameters) or real_data= (a dataset)")
         truth = model.params()
+    elif truth is not None and hasattr(model, "params"):
+        _check_like_params("truth", truth, model)
     if truth is not None and real_data is not None:
         raise ValueError("give either truth= or real_data=, not both")
     if truth is not None:
         _check_finite_tree("truth", truth)
     if real_data is not None:
         _check_finite_tree("real_data", real_data)
+        _check_real_rows(real_data, model)
+        if reference is None:
+            _check_metrics_without_reference(model)
         rows = jax.tree.leaves(real_data)[0].shape[0]
         if rows < sizes.max():
             raise ValueError(f"real_data has {rows} rows: need at least max_t M_t = {int(sizes.max())}")
@@ -959,6 +1057,12 @@ def simulate(
         metadata["absorbed_at_generation"] = absorbed_at
     if compact:
         metadata["support_schedule"] = support_schedule
+    if hasattr(model, "result_notes"):  # a model's own reading of its summaries: numerical limits reached, ...
+        notes = list(model.result_notes(merged["summary"], path))
+        if notes:
+            metadata["notes"] = notes
+            for note in notes:
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
     final_params = _to_host(_full_params(run_plan.model, state.params))
     if total_chains != num_chains:
         final_params = jax.tree.map(lambda leaf: leaf[:num_chains], final_params)

@@ -177,11 +177,21 @@ def test_run_kde_spread_matches_theory(tmp_path, capsys):
     (["--model", "vae", "--gate", "facts"], "--gate facts applies to --model ngram, not --model vae"),
     (["--model", "ngram", "--gate-retries", "2"], "--gate-retries and --gate-threshold need --gate"),
     (["--model", "ngram", "--dim", "3"], "--dim does not apply to --model ngram"),
+    (["--model", "categorical", "--dim", "3"], "--dim does not apply to --model categorical"),
+    (["--ddof", "1", "--slope", "2"], "--slope applies to --schedule linear, not --schedule constant"),
+    (["--ddof", "1", "--schedule", "linear", "--exponent", "2"], "--exponent applies to --schedule power"),
+    (["--ddof", "1", "--regime", "fresh-fraction"], "--regime fresh-fraction needs --gamma"),
+    (["--ddof", "1", "--regime", "fresh-fraction", "--gamma", "0.25", "--num-samples", "2"],
+     "round(gamma*M) = 0: 0 fresh real rows"),
+    (["--model", "vae", "--num-real", "10", "--num-samples", "20"], "--num-real=10 is out of range"),
 ])
-def test_run_model_options_belong_to_their_model(tmp_path, argv, message):
-    """An option of another model is an error that names it (it used to be ignored silently)."""
-    with pytest.raises(SystemExit, match=message):
-        main(["run", *argv, "--out", str(tmp_path / "x.npz"), "--no-progress"])
+def test_run_model_options_belong_to_their_model(tmp_path, capsys, argv, message):
+    """An option of another model (or schedule) is an error that names it (it used to be ignored silently), printed
+    as every other bad input is: ``collapse-theory run: error: ...``, exit code 2, no file written."""
+    assert main(["run", *argv, "--out", str(tmp_path / "x.npz"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("collapse-theory run: error: ") and message in err, err
+    assert not list(tmp_path.iterdir())
 
 
 def test_run_vae_unknown_images_is_a_clear_error(tmp_path, capsys):
@@ -287,9 +297,25 @@ def test_quick_figures_do_not_overwrite_the_full_size_ones(tmp_path, monkeypatch
     assert not list((tmp_path / "figures").glob("*.png"))
 
 
+def test_run_out_must_be_an_npz_file_and_ctrl_c_is_reported(tmp_path, capsys, monkeypatch):
+    """``--out x.txt`` is refused (it was silently written as x.npz); Ctrl-C prints one line and exits 130 with no
+    result file (the result is written atomically), not a traceback."""
+    assert main(["run", "--ddof", "1", "--out", str(tmp_path / "x.txt")]) == 2
+    assert "give a name ending in .npz" in capsys.readouterr().err
+    engine = sys.modules["collapse_theory.simulate"]  # the package attribute of that name is the function
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "simulate", interrupted)
+    assert main(["run", "--ddof", "1", "--num-chains", "4", "--out", str(tmp_path / "x.npz"), "--no-progress"]) == 130
+    assert "interrupted; no result file written" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_run_requires_ddof(capsys):
-    with pytest.raises(SystemExit, match="--ddof is required"):
-        main(["run", "--num-chains", "4", "--num-generations", "2"])
+    assert main(["run", "--num-chains", "4", "--num-generations", "2"]) == 2
+    assert "--ddof is required" in capsys.readouterr().err
 
 
 def test_run_bad_input_is_a_clear_error(tmp_path, capsys):

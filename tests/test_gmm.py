@@ -219,6 +219,8 @@ def test_bad_inputs_raise_clear_errors():
         model.params(weights=[1.0, 0.0])
     with pytest.raises(ValueError, match="means has shape"):
         model.params(means=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"weights has shape \(3,\): need \(2,\) for num_components=2"):
+        model.params(weights=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="num_samples=1 at generation t=1 is out of range.*num_samples >= 2"):
         ct.simulate(0, model, num_chains=2, num_generations=2, num_samples=1, truth=model.params())
     with pytest.raises(ValueError, match="path='exact'"):

@@ -13,6 +13,7 @@ compile time, which dominates on a 2-core CPU).
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -456,6 +457,55 @@ def test_non_finite_truth():
     bad = GaussianParams(jnp.asarray([np.nan]), good.factor, good.log_scale)
     with pytest.raises(ValueError, match="truth"):
         _run(truth=bad)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(truth=Gaussian(dim=3, ddof=1).params()), r"truth does not fit Gaussian\(dim=1.*\.mean has shape \(3,\)"),
+    (dict(real_data=jnp.ones((20, 2)), path="sample"), r"real_data does not hold rows .* shape \(1, 2\), not \(1, 1\)"),
+    (dict(real_data=jnp.ones((20, 1)), path="sample"), r"real_data= without reference="),
+    (dict(key=1.5), r"key=1.5 is out of range: need an int seed or a JAX PRNG key"),
+    (dict(key=True), r"key=True is out of range"),
+    (dict(regime="replace"), r"regime='replace' is not a regime"),
+    (dict(regime=Replace), r"regime=Replace is a class: pass an instance"),
+    (dict(model=Gaussian), r"model=Gaussian is a class"),
+    (dict(metrics=["log_var"]), r"\['log_var'\] not reported by Gaussian; it reports \[.*'log_variance'"),
+    (dict(regime=FreshFraction(0.25), num_samples=2), r"gamma=0.25 with num_samples=2 .* round\(gamma\*M\) = 0"),
+    (dict(regime=FreshFraction(0.9), num_samples=2), r"gamma=0.9 .* no synthetic row"),
+])
+def test_wrong_kinds_of_input_are_named(overrides, match):
+    """A key, model, regime, truth, dataset or metric name of the wrong kind or shape is refused by name before
+    anything is traced (they used to surface as JAX shape errors, AttributeErrors or bare KeyErrors), and a
+    fresh fraction that rounds to no real (or no synthetic) row is refused instead of silently running another
+    regime."""
+    kwargs = dict(key=0, model=Gaussian(dim=1, ddof=1), regime=Replace(), num_chains=4, num_generations=2,
+                  num_samples=10, path="exact")
+    kwargs.update(overrides)
+    with pytest.raises(ValueError, match=match):
+        simulate(kwargs.pop("key"), kwargs.pop("model"), kwargs.pop("regime"), **kwargs)
+
+
+def test_result_names_what_it_recorded():
+    """``mean``/``se``/``quantile`` of an unrecorded metric list the recorded ones; ``repr`` is one line."""
+    res = _run(num_chains=4, num_generations=2, metrics=["log_variance"])
+    with pytest.raises(KeyError, match=r"metric='log_var' was not recorded; recorded: \['log_variance'\]"):
+        res.se("log_var")
+    text = repr(res)
+    assert "\n" not in text and len(text) < 400 and "4 chains x 2 generations" in text, text
+
+
+def test_sample_path_precision_loss_is_reported_not_silent():
+    """A float32 sample-path chain whose spread falls below |mean|·eps refits to an exactly zero variance
+    (log σ² = −inf, which the law never gives at finite t): ``simulate`` warns, naming the metric, the first such
+    generation and the exact path, and records the note in the metadata. The exact path, which carries the spread
+    in log scale, stays finite and silent (a warning on every run would be noise)."""
+    kw = dict(num_chains=16, num_generations=200, num_samples=2, metrics=["log_variance"], quantiles=())
+    with pytest.warns(RuntimeWarning, match=r"log_variance: some chains reach -inf from generation t=\d+ .*exact"):
+        res = simulate(0, Gaussian(dim=1, ddof=0), Replace(), path="sample", **kw)
+    assert np.isneginf(res.mean("log_variance")[-1]) and res.metadata["notes"][0].startswith("log_variance")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = simulate(0, Gaussian(dim=1, ddof=0), Replace(), path="exact", **kw)
+    assert np.all(np.isfinite(exact.mean("log_variance"))) and "notes" not in exact.metadata
 
 
 def test_exact_path_refuses_accumulate_subsample():

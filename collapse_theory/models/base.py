@@ -54,6 +54,9 @@ Exact path (families with sufficient statistics), in addition:
   ``jnp.result_type`` of the parameters' leaves: the engine then draws the noise of a block of generations of every
   chain at once before stepping through them, which must change no bit (test it: XLA may round a step's
   arithmetic differently when its input comes from outside).
+* optional ``result_notes(summary, path) -> list[str]``: the model's reading of a finished run's summaries
+  (``{metric: {"mean": (G,), ...}}``), e.g. a numerical limit the sample path reached; ``simulate`` raises each
+  note as a ``RuntimeWarning`` and records them in ``metadata["notes"]``.
 """
 
 from __future__ import annotations

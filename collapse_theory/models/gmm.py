@@ -420,7 +420,11 @@ def _lloyd(x, w, centres, max_iter: int, tol_scale: float):
 
 def _validate_mixture_arrays(weights, means, covs, num_components, dim, covariance_type):
     k, d = num_components, dim
-    weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), (k,)).copy()
+    weights = np.asarray(weights, dtype=np.float64)
+    try:
+        weights = np.broadcast_to(weights, (k,)).copy()
+    except ValueError:
+        raise ValueError(f"weights has shape {weights.shape}: need ({k},) for num_components={k}") from None
     if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
         raise ValueError(f"weights={weights.tolist()} are out of range: need {k} finite weights > 0")
     weights = weights / weights.sum()
