@@ -287,19 +287,20 @@ class Gaussian:
         samples keeps about 7 (float32) or 16 (float64) digits, so a spread below |mean|·eps is lost."""
         if path != "sample":
             return []
-        notes = []
+        first = {}
         for name in ("log_det_ratio", "log_variance", "log_trace_ratio"):
-            if name not in summary:
-                continue
-            mean = np.asarray(summary[name]["mean"])
+            mean = np.asarray(summary[name]["mean"]) if name in summary else np.zeros(1)
             lost = np.flatnonzero(np.isneginf(mean))
             if np.isfinite(mean[0]) and lost.size:
-                notes.append(
-                    f"{name}: some chains reach -inf from generation t={int(lost[0]) + 1} on, after finite "
-                    f"values: their fitted spread fell below |mean| x eps in some direction and the sample-path "
-                    f"refit lost it (digits, not the law). The exact path (path='exact') carries the spread in log "
-                    f"scale; x64 delays this. Summaries after that generation are biased.")
-        return notes
+                first[name] = int(lost[0]) + 1
+        if not first:
+            return []
+        t = min(first.values())
+        where = "" if self.dim == 1 else " in some direction"
+        return [f"{', '.join(first)}: some chains reach -inf from generation t={t} on, after finite values: their "
+                f"fitted spread fell below |mean| x eps{where} and the sample-path refit lost it (digits, not the "
+                f"law). The exact path (path='exact') carries the spread in log scale; x64 delays this. Summaries "
+                f"from that generation on are biased."]
 
     # ----------------------------------------------------------------- observables
     def metrics(self, params: GaussianParams, reference: GaussianParams, key=None) -> dict[str, jax.Array]:
