@@ -377,8 +377,12 @@ def _cmd_run(args) -> int:
                          "grammaticality", "fact_accuracy", "fact_accuracy_tail", "rare_share", "confident",
                          "neg_elbo", "frechet")
              if n in res.summary]
+    # the median beside the mean: a mean far above it (sq_mean_error of a long ddof=1 chain: E = n σ²/M, carried by
+    # rare chains) is heavy-tailed, and its SE understates the error; the theorem checks use log-scale statistics
+    has_median = any(math.isclose(float(q), 0.5) for q in res.quantile_levels)
     for n in names:
-        print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE)")
+        median = f"; median {res.quantile(n, 0.5)[-1]:.4g}" if has_median else ""
+        print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE){median}")
         _explain_nonfinite_mean(res, n, path)
     if args.model == "gaussian" and dim > 1 and dim >= int(sizes[0]):
         print(f"  note: --dim {dim} >= M_1 = {int(sizes[0])}: a fit on fewer than d + 1 points has a singular "
