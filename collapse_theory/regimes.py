@@ -257,19 +257,20 @@ class FreshFraction(_NoBuffer):
         return n_real, sizes.m - n_real
 
     def check_sizes(self, sizes) -> None:
-        """Refuse sizes for which the rounding makes this another regime: round(γ M_t) = 0 real rows (pure
-        replace) or, with γ < 1, M_t real rows and no synthetic one (fresh real data only)."""
-        m = np.asarray(sizes)
+        """Refuse sizes for which the rounding makes this another regime at some generation t >= 2 (t = 1 is all
+        real anyway): round(γ M_t) = 0 real rows (pure replace) or, with γ < 1, M_t real rows and no synthetic one
+        (fresh real data only)."""
+        m = np.asarray(sizes)[1:]
         real = np.round(self.gamma * m)
         for bad, what, need in (
                 (real < 1, "0 fresh real rows, so that generation would be pure replace", "round(gamma*M) >= 1"),
                 ((real >= m) & (self.gamma < 1), "no synthetic row, so that generation would be all real data",
                  "round(gamma*M) <= M - 1, or gamma=1")):
             if bad.any():
-                t = int(np.flatnonzero(bad)[0])
+                i = int(np.flatnonzero(bad)[0])
                 raise ValueError(
-                    f"gamma={self.gamma!r} with num_samples={int(m[t])} (generation t={t + 1}) gives round(gamma*M) "
-                    f"= {int(real[t])}: {what}; need {need} at every generation")
+                    f"gamma={self.gamma!r} with num_samples={int(m[i])} (generation t={i + 2}) gives round(gamma*M) "
+                    f"= {int(real[i])}: {what}; need {need} at every generation t >= 2")
 
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
         m_max = layout.m_max
