@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="categorical, exact path: run on the live outcomes only (O(live) per generation)")
     scale = run.add_argument_group("scale-out (chains over devices and hosts, long runs)")
     scale.add_argument("--devices", type=int, default=None, metavar="N",
-                       help="shard the chains over N devices (on CPU: N forced host devices); bit-identical results")
+                       help="shard the chains over N devices (on CPU: N forced host devices); bit-identical in float64")
     scale.add_argument("--pad-chains", action="store_true",
                        help="with --devices: allow --num-chains not divisible by N (extra chains are dropped)")
     scale.add_argument("--chain-offset", type=int, default=0,
@@ -282,6 +282,16 @@ def _explain_nonfinite_mean(res, name: str, path: str) -> None:
                "exactly singular; --path exact carries the spread in log scale, --x64 delays it)")
     what = "NaN, or +inf and -inf" if math.isnan(mean) else f"{mean:g}"
     print(f"    {name}: some chain's final value is {what}, so the mean and SE are not finite{why}{median}")
+
+
+def _check_writable(option: str, path: Path | None) -> None:
+    """An output file path that can be written: not a folder, in a folder that exists."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{option} {str(path)!r} is a folder: give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {str(path)!r}: its folder {str(path.parent)!r} does not exist")
 
 
 def _check_out(path: Path) -> None:
@@ -417,6 +427,8 @@ def _cmd_merge(args) -> int:
         if not path.exists():
             raise ValueError(f"inputs: result file {str(path)!r} does not exist")
     with np.load(args.inputs[0], allow_pickle=False) as f:
+        if "meta" not in f.files:
+            raise ValueError(f"inputs: {str(args.inputs[0])!r} is not a collapse_theory result file (no 'meta' record)")
         x64 = bool(_json.loads(str(f["meta"]))["metadata"].get("x64", True))
     _configure_jax(x64)
     from .merge import merge_results
@@ -583,6 +595,8 @@ def _cmd_check(args) -> int:
 
     if not (math.isfinite(args.z) and args.z >= 0):
         raise ValueError(f"--z={args.z} is out of range: need a finite threshold >= 0 on |z|")
+    for option, path in (("--json", args.json), ("--markdown", args.markdown)):
+        _check_writable(option, path)  # before the checks run, not after
     chosen = checks.select(args.name, args.family)
     jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
     if jobs < 1:
@@ -682,8 +696,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collapse-theory {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # results are written atomically: nothing half-written is left behind
-        kept = " (the --checkpoint file is kept: --resume continues)" if getattr(args, "checkpoint", None) else ""
-        print(f"\ncollapse-theory {args.command}: interrupted; no result file written{kept}", file=sys.stderr)
+        if args.command == "sweep":
+            what = "the cells finished so far are written and listed in index.json; --resume continues"
+        else:
+            what = "no result file written" + (
+                " (the --checkpoint file is kept: --resume continues)" if getattr(args, "checkpoint", None) else "")
+        print(f"\ncollapse-theory {args.command}: interrupted; {what}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `collapse-theory list | head`: the reader left; end quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

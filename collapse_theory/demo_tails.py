@@ -156,6 +156,12 @@ def run_demo(out, *, seed: int = 0, num_categories: int = 30, beta: float = 1.1,
     if num_categories > 200:
         raise ValueError(f"num_categories={num_categories} is out of range: the demo draws one bar per category, "
                          "need num_categories <= 200")
+    if fps > 50:
+        raise ValueError(f"fps={fps} is out of range: GIF frame times are whole hundredths of a second (at least "
+                         "2 for most viewers), so need fps <= 50")
+    if Path(out).suffix.lower() != ".gif" or Path(out).is_dir():
+        raise ValueError(f"out={str(out)!r} is out of range: the demo writes an animated GIF, need a file name "
+                         "ending in .gif")
     frames = compute_frames(seed, num_categories, beta, num_samples, num_generations, temperature)
     fig = animate(frames, out, fps=fps)
     echo(EXPLANATION.format(m=num_samples, g=num_generations, k=num_categories,

@@ -181,9 +181,15 @@ def save_result(result, path) -> None:
 
 
 def load_result(cls, path):
-    """Inverse of :func:`save_result` (final parameters come back as a dict of arrays)."""
+    """Inverse of :func:`save_result` (final parameters come back as a dict of arrays); ``path`` may omit the
+    ``.npz`` suffix, as in :func:`save_result`."""
     path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
     with np.load(path, allow_pickle=False) as f:
+        if "meta" not in f.files:
+            raise ValueError(f"{str(path)!r} is not a collapse_theory result file (no 'meta' record; it holds "
+                             f"{sorted(f.files)[:5]})")
         meta = json.loads(str(f["meta"]))
         summary: dict = {}
         trajectories: dict | None = None

@@ -8,7 +8,9 @@ summaries:
 
 * **with trajectories** in every input (``trajectories=True``): the per-chain values are concatenated and every
   summary (mean, sd, quantiles) is recomputed by the engine's own reduction
-  (:func:`collapse_theory.simulate.pairwise_sum`): the merged result equals the single run **bit for bit**;
+  (:func:`collapse_theory.simulate.pairwise_sum`): the merged result equals the single run **bit for bit** in
+  float64 (in float32 the sd recomputed here can differ from the engine's in the last bits: the compiled
+  program may contract ``(x - mean)²`` into fused multiply-adds);
 * **without trajectories**: mean and sd are recombined from each input's sufficient moments — count
   :math:`n_i`, mean :math:`\bar x_i`, centred sum of squares :math:`M_i = (n_i-1)s_i^2` — by Chan et al.'s
   pairwise update
@@ -107,7 +109,7 @@ def _summariser(quantiles: tuple[float, ...]):
 
 
 def summaries_from_trajectories(trajectories: dict, quantiles) -> dict:
-    """Per-generation summaries over chains of ``{metric: (G, C)}``, bit-identical to those of the engine."""
+    """Per-generation summaries over chains of ``{metric: (G, C)}``, bit-identical to those of the engine in float64."""
     import jax
 
     dtypes = {np.asarray(v).dtype for v in trajectories.values()}
@@ -176,7 +178,7 @@ def merge_results(inputs):
         summary = summaries_from_trajectories(trajectories, tuple(np.asarray(results[0].quantile_levels)))
         summary = {m: {k: np.asarray(v) for k, v in stats.items()} for m, stats in summary.items()}
         levels = np.asarray(results[0].quantile_levels)
-        how = {"summaries": "recomputed from concatenated trajectories (bit-identical to one run)"}
+        how = {"summaries": "recomputed from concatenated trajectories (bit-identical to one run in float64)"}
     else:
         trajectories = None
         summary = {}

@@ -746,7 +746,8 @@ def simulate(
         floating-point reassociation the options allow.
       devices: shard the chains over devices: an int D (the first D of ``jax.devices()``), a sequence of devices
         or a 1-D :class:`jax.sharding.Mesh` (:mod:`collapse_theory.distributed`). The result is bit-identical
-        to the single-device run. ``None`` (default): no sharding. As many CPU devices as cores and a program
+        to the single-device run in float64; in float32 a few ulps can differ (XLA:CPU compiles the per-device
+        batch differently). ``None`` (default): no sharding. As many CPU devices as cores and a program
         that calls LAPACK raise ``ValueError`` with jaxlib < 0.11.2 (it would hang; see
         :mod:`~collapse_theory.distributed`).
       pad_chains: with ``devices``, allow a ``num_chains`` that is not a multiple of D by simulating extra

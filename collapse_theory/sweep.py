@@ -154,6 +154,30 @@ def _group_key(cell: dict) -> str:
     return json.dumps(shape, sort_keys=True)
 
 
+def _cell_fingerprint(cell: dict) -> str:
+    """What a kept cell file must match on ``resume``: the cell's parameters and the x64 setting."""
+    import jax
+
+    from . import io as _io
+
+    return json.dumps({"params": _io.to_jsonable(cell), "x64": bool(jax.config.jax_enable_x64)}, sort_keys=True)
+
+
+def _check_kept(path: Path, cell: dict, index: int) -> None:
+    """Refuse to keep a cell file that another spec (or x64 setting) wrote: resuming must not mix runs."""
+    sidecar = path.with_suffix(".json")
+    try:
+        saved = json.loads(sidecar.read_text())["metadata"].get("sweep_params")
+    except (OSError, ValueError, KeyError, TypeError):
+        saved = None
+    want = _cell_fingerprint(cell)
+    if saved != want:
+        raise ValueError(
+            f"resume: {path.name} (cell {index}) was written for other parameters than this spec's cell {index} "
+            f"({'no record in ' + sidecar.name if saved is None else 'recorded ' + saved}; this spec: {want}); "
+            f"use another --out folder, or delete the stale cell files to recompute them")
+
+
 def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bool = False, log=None) -> dict:
     """Run every cell of ``spec`` (a dict or a spec path); write ``out_dir/cell_XXXX.npz`` and ``index.json``.
 
@@ -179,6 +203,7 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
             path = out_dir / f"cell_{i:04d}.npz"
             entry = {"index": i, "file": path.name, "group": g, "params": cell}
             if resume and path.exists():
+                _check_kept(path, cell, i)
                 entry["status"] = "done (kept)"
             else:
                 model, regime, data, note = _build(cell)
@@ -196,6 +221,7 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
                     res.metadata["truth"] = note
                 res.metadata["command"] = "sweep"
                 res.metadata["sweep_cell"] = i
+                res.metadata["sweep_params"] = _cell_fingerprint(cell)
                 res.save(path)
                 entry["status"] = "done"
                 entry["wall_time_s"] = res.metadata.get("wall_time_s")

@@ -313,6 +313,28 @@ def test_run_out_must_be_an_npz_file_and_ctrl_c_is_reported(tmp_path, capsys, mo
     assert not list(tmp_path.iterdir())
 
 
+def test_output_paths_and_selections_are_checked_before_the_work(tmp_path, capsys):
+    """``check --json DIR`` failed only after every check had run (losing the table); a name and a family that
+    select no check together ran nothing and exited 0 (an empty table reads as a pass); a file that is not a result
+    gave a KeyError traceback in ``merge`` and in ``SimulationResult.load``, which also wants the suffix that
+    ``save`` adds."""
+    assert main(["check", "--quick", "--json", str(tmp_path)]) == 2
+    assert "is a folder: give a file name" in capsys.readouterr().err
+    assert main(["check", "--quick", "--markdown", str(tmp_path / "no" / "t.md")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["check", "--quick", "--name", "gaussian-replace-std", "--family", "kde"]) == 2
+    assert "select no check together: the named checks belong to ['gaussian']" in capsys.readouterr().err
+    junk = tmp_path / "junk.npz"
+    np.savez(junk, a=np.zeros(2))
+    assert main(["merge", str(junk), str(junk), "--out", str(tmp_path / "m.npz")]) == 2
+    assert "is not a collapse_theory result file" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is not a collapse_theory result file"):
+        SimulationResult.load(junk)
+    assert main(["run", "--ddof", "1", "--num-chains", "4", "--num-generations", "2", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    assert SimulationResult.load(tmp_path / "r").num_chains == 4  # written as r.npz, read back as r
+
+
 def test_run_requires_ddof(capsys):
     assert main(["run", "--num-chains", "4", "--num-generations", "2"]) == 2
     assert "--ddof is required" in capsys.readouterr().err

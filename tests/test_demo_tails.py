@@ -47,6 +47,11 @@ def test_demo_bad_options(tmp_path):
         run_demo(tmp_path / "x.gif", num_samples=0)
     assert main(["demo", "tails", "--out", str(tmp_path / "y.gif"), "--temperature", "0"]) == 2
     assert not (tmp_path / "y.gif").exists()
+    with pytest.raises(ValueError, match="fps=100000 is out of range.*fps <= 50"):  # GIF delays: 1/100 s steps
+        run_demo(tmp_path / "x.gif", fps=100000)
+    with pytest.raises(ValueError, match="ending in .gif"):  # it used to write a GIF named x.txt
+        run_demo(tmp_path / "x.txt")
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_run_categorical(tmp_path, capsys):

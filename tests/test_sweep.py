@@ -61,6 +61,12 @@ def test_sweep_cells_equal_direct_runs(tmp_path, capsys):
     assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--x64", "--resume", "--no-progress"]) == 0
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert all(c["status"] == "done (kept)" for c in index["cells"])
+    # resuming with a changed spec must not keep the old cells under the new parameters
+    spec.write_text(SPEC_TOML.replace("num_generations = 3", "num_generations = 4"))
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--x64", "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cell_0000.npz (cell 0) was written for other parameters" in err and "use another --out" in err, err
 
 
 def test_sweep_gmm_and_kde_cells_equal_direct_runs(tmp_path):

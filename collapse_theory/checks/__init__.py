@@ -96,6 +96,9 @@ def select(names=None, families=None) -> list[Check]:
         if bad:
             raise ValueError(f"name={sorted(bad)} unknown; known checks: {sorted(CHECKS)}")
         chosen = [c for c in chosen if c.name in names]
+    if not chosen:  # an empty table would read as a pass
+        raise ValueError(f"name={sorted(names)} and family={sorted(families)} select no check together: "
+                         f"the named checks belong to {sorted({CHECKS[n].family for n in names})}")
     return chosen
 
 
