@@ -39,6 +39,7 @@ records each group's number of compilations. With ``resume`` a cell whose result
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from pathlib import Path
@@ -70,9 +71,15 @@ def load_spec(path) -> dict:
     if path.suffix == ".toml":
         import tomllib
 
-        spec = tomllib.loads(text)
+        try:
+            spec = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"spec={str(path)!r} is not valid TOML: {err}") from None
     elif path.suffix == ".json":
-        spec = json.loads(text)
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"spec={str(path)!r} is not valid JSON: {err}") from None
     else:
         raise ValueError(f"spec={str(path)!r} has suffix {path.suffix!r}: need .toml or .json")
     return spec
@@ -154,6 +161,36 @@ def _group_key(cell: dict) -> str:
     return json.dumps(shape, sort_keys=True)
 
 
+@contextlib.contextmanager
+def _cell_context(index: int, cell: dict):
+    """Re-raise a cell's ValueError or TypeError with the cell's index and parameters in front."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"cell {index} {json.dumps(cell, sort_keys=True, default=str)}: {err}") from err
+
+
+def _check_cells(cells: list[dict]) -> None:
+    """The checks that cost nothing, for every cell up front: seeds, model and regime construction, schedule sizes
+    against the model's minimum (models of the language-model and VAE set-ups are built when their cell runs)."""
+    from .schedules import as_schedule
+
+    for i, cell in enumerate(cells):
+        with _cell_context(i, cell):
+            seed = cell.get("seed", 0)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"seed={seed!r} is out of range: need an int seed")
+            if cell["model"] in _SETUPS:
+                continue
+            model, regime, _, _ = _build(cell)
+            sizes = as_schedule(cell["num_samples"]).sizes(int(cell["num_generations"]))
+            if sizes.min() < getattr(model, "min_samples", 1):
+                raise ValueError(f"num_samples={int(sizes.min())} is out of range: this model needs num_samples >= "
+                                 f"{model.min_samples}")
+            if hasattr(regime, "check_sizes"):
+                regime.check_sizes(sizes)
+
+
 def _cell_fingerprint(cell: dict) -> str:
     """What a kept cell file must match on ``resume``: the cell's parameters and the x64 setting."""
     import jax
@@ -189,6 +226,7 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     if not isinstance(spec, dict):
         spec = load_spec(spec)
     cells = expand(spec)
+    _check_cells(cells)  # every cell's cheap checks before the first one runs
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[int]] = {}
@@ -206,17 +244,18 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
                 _check_kept(path, cell, i)
                 entry["status"] = "done (kept)"
             else:
-                model, regime, data, note = _build(cell)
-                res = simulate(
-                    int(cell["seed"]), model, regime, num_chains=cell["num_chains"],
-                    num_generations=cell["num_generations"], num_samples=cell["num_samples"],
-                    path=cell.get("path", "sample"), metrics=cell.get("metrics"),
-                    quantiles=tuple(cell.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95))),
-                    trajectories=bool(cell.get("trajectories", False)), chunk_size=cell.get("chunk_size"),
-                    progress=progress, devices=devices,
-                    stop_when_absorbed=bool(cell.get("stop_when_absorbed", False)),
-                    compact=bool(cell.get("compact", False)), **data,
-                )
+                with _cell_context(i, cell):
+                    model, regime, data, note = _build(cell)
+                    res = simulate(
+                        int(cell["seed"]), model, regime, num_chains=cell["num_chains"],
+                        num_generations=cell["num_generations"], num_samples=cell["num_samples"],
+                        path=cell.get("path", "sample"), metrics=cell.get("metrics"),
+                        quantiles=tuple(cell.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95))),
+                        trajectories=bool(cell.get("trajectories", False)), chunk_size=cell.get("chunk_size"),
+                        progress=progress, devices=devices,
+                        stop_when_absorbed=bool(cell.get("stop_when_absorbed", False)),
+                        compact=bool(cell.get("compact", False)), **data,
+                    )
                 if note is not None:
                     res.metadata["truth"] = note
                 res.metadata["command"] = "sweep"

@@ -377,6 +377,8 @@ def test_check_json_records(tmp_path, capsys):
     assert len(rows) == len(records) and "`gaussian-replace-grown`" in rows[0]
     for line, r in zip(rows, records, strict=True):
         assert f"{r['z']:+.2f}" in line and ("PASS" if r["passed"] else "FAIL") in line
+    n_pass = sum(r["passed"] and r.get("kind") != "empirical" for r in records)
+    assert lines[-1].startswith(f"{n_pass} passed, 0 failed") and lines[-1].endswith("1 checks"), lines[-1]
 
 
 def test_check_rows_do_not_depend_on_jobs(tmp_path):

@@ -144,3 +144,22 @@ def test_sweep_rejects_bad_names(tmp_path):
     bad = tmp_path / "grid.yaml"
     bad.write_text("model: gaussian")
     assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"num_samples": [10, 1]}, r"cell 1 .*num_samples=1 is out of range: this model needs num_samples >= 2"),
+    ({"seed": "zero"}, r"cell 0 .*seed='zero' is out of range: need an int seed"),
+    ({"model_options": {"dim": [1, 0], "ddof": 1}}, r"cell 1 .*dim=0"),
+])
+def test_sweep_checks_every_cell_before_the_first_runs(tmp_path, spec, match):
+    """A bad cell anywhere in the grid stops the sweep before any cell runs, naming the cell and its parameters
+    (it used to surface after the earlier cells had run, without saying which cell failed)."""
+    full = {"model": "gaussian", "num_chains": 2, "num_generations": 2, "num_samples": 5,
+            "model_options": {"dim": 1, "ddof": 1}, **spec}
+    with pytest.raises(ValueError, match=match):
+        run_sweep(full, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    broken = tmp_path / "grid.toml"
+    broken.write_text('model = "gaussian\n')
+    with pytest.raises(ValueError, match=r"grid.toml' is not valid TOML"):
+        run_sweep(broken, tmp_path / "out")

@@ -235,6 +235,11 @@ def format_markdown(rows: list[dict], metadata: dict | None = None) -> str:
             r["quantity"],
             *_number_cells(r, "–", "**FAIL**"),
         )) + " |")
+    failed = sum(not r["passed"] for r in rows)
+    empirical = sum(r.get("kind") == "empirical" for r in rows)
+    z = f" (|z| ≤ {metadata['z_max']})" if metadata and "z_max" in metadata else ""
+    out.append(f"\n{len(rows) - failed - empirical} passed, {failed} failed, {empirical} empirical{z}; "
+               f"{len(seen)} checks")
     return "\n".join(out) + "\n"
 
 
