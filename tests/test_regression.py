@@ -284,6 +284,10 @@ def test_theory_rejects_out_of_range_parameters():
         th.isotropic_kappa(-1.0, 0.5)
     with pytest.raises(ValueError, match="num_fits"):
         th.replace_excess_risk(0, 10, 40)
+    with pytest.raises(ValueError, match=r"rows=\[40, 50\] is an array: need one integer"):
+        th.replace_excess_risk(3, 10, np.array([40, 50]))
+    with pytest.raises(ValueError, match=r"design=array.* is not one of \('fixed', 'fresh'\)"):
+        th.noiseless_weight_norm(2, 5, 3, design=np.zeros(3))  # was numpy's "truth value ... ambiguous"
 
 
 def test_model_rejects_bad_hyperparameters():

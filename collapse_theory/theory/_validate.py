@@ -76,6 +76,10 @@ def require_int(name: str, value, minimum: int | None = None, *, reason: str = "
     suffix = f" {reason}" if reason else ""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
+    if isinstance(value, (np.ndarray, list, tuple)):
+        raise ValueError(
+            f"{name}={_fmt(value)} is an array: need one integer{bound}{suffix} (a scalar; loop over values)"
+        )
     if _is_bool(value) or not isinstance(value, numbers.Real):
         raise ValueError(
             f"{name}={_fmt(value)} is not an integer: need an integer{bound}{suffix}"

@@ -250,7 +250,7 @@ def noiseless_weight_norm(num_fits, dim, rows, design="fixed", weight_norm_sq=1.
     n = _fits(num_fits)
     d = require_int("dim", dim, 1)
     t0 = require_int("rows", rows, 1)
-    if design not in ("fixed", "fresh"):
+    if not isinstance(design, str) or design not in ("fixed", "fresh"):
         raise ValueError(f"design={design!r} is not one of ('fixed', 'fresh')")
     ratio = min(t0 / d, 1.0)
     values = ratio * np.ones(n.shape) if design == "fixed" else ratio ** n.astype(np.float64)
