@@ -34,7 +34,10 @@ Output: one result file per cell (``cell_0000.npz`` + ``.json``) and ``index.jso
 parameters, file and status (rewritten atomically after each cell). Cells that share a compiled program — same
 model, regime, path, chain count, generations and, on the sample path, sample sizes; seeds and (exact path)
 sample sizes are run-time arguments — are run back to back in one *group*, so each group compiles once; the index
-records each group's number of compilations. With ``resume`` a cell whose result file exists is skipped.
+records each group's number of compilations. With ``resume`` a cell whose result file exists is skipped, provided
+that file records the same cell parameters and x64 setting (otherwise ``ValueError``: a changed spec never keeps
+stale cells). Every cell's seed, model, regime and sample sizes are checked before the first cell runs (the
+n-gram and VAE set-ups, which train a classifier or draw a corpus, when their cell runs); errors name the cell.
 """
 
 from __future__ import annotations
