@@ -269,19 +269,17 @@ def _configure_scale(args) -> None:
 
 
 def _explain_nonfinite_mean(res, name: str, path: str) -> None:
-    """A mean over chains is ±inf or NaN when one chain's value is: say so, with the median where recorded."""
+    """A mean over chains is ±inf or NaN when one chain's value is: say so (the line above gives the median)."""
     mean = float(res.mean(name)[-1])
     if math.isfinite(mean):
         return
-    levels = [float(q) for q in res.quantile_levels]
-    median = f"; median over chains {res.quantile(name, 0.5)[-1]:.6g}" if 0.5 in levels else ""
     why = ""
     if path == "sample" and name.startswith("log_"):
         why = (" (the sample path refits raw samples, which keep about 7 digits in float32: once a chain's "
                "fitted spread falls below |mean| x 1e-7, in d dims along its smallest direction first, its fit is "
                "exactly singular; --path exact carries the spread in log scale, --x64 delays it)")
     what = "NaN, or +inf and -inf" if math.isnan(mean) else f"{mean:g}"
-    print(f"    {name}: some chain's final value is {what}, so the mean and SE are not finite{why}{median}")
+    print(f"    {name}: some chain's final value is {what}, so the mean and SE are not finite{why}")
 
 
 def _check_writable(option: str, path: Path | None) -> None:

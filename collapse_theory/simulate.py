@@ -660,19 +660,22 @@ def _check_like_params(name, given, model) -> None:
         raise ValueError(f"{name} does not fit {model!r}: {why} (as in model.params())")
 
 
+def _params_like(model):
+    """Parameters with the model's shapes, for tracing its methods: ``model.params()`` or ``model.init(key)``."""
+    return model.params() if hasattr(model, "params") else model.init(jax.random.key(0))
+
+
 def _check_real_rows(real_data, model) -> None:
     """Every ``real_data`` leaf is rows of the model's samples: its shape after the leading axis is a sample's."""
     try:
-        like = model.params() if hasattr(model, "params") else model.init(jax.random.key(0))
-        row = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), like)
+        row = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), _params_like(model))
     except Exception:  # noqa: BLE001 - only a nicer message is at stake; the run itself reports real errors
         return
-    try:
+    if not all(np.ndim(x) >= 1 for x in jax.tree.leaves(real_data)):
+        why = "it has no leading row axis"
+    else:
         rows = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1,) + tuple(np.shape(x))[1:], jnp.float32), real_data)
-    except (TypeError, ValueError):
-        return
-    why = _shape_mismatch(rows, row) if all(np.ndim(x) >= 1 for x in jax.tree.leaves(real_data)) else \
-        "it has no leading row axis"
+        why = _shape_mismatch(rows, row)
     if why is not None:
         raise ValueError(f"real_data does not hold rows of {model!r}'s samples: {why} (a row is shaped like "
                          f"model.sample(key, params, 1) without its leading axis)")
@@ -681,7 +684,7 @@ def _check_real_rows(real_data, model) -> None:
 def _check_metrics_without_reference(model) -> None:
     """With ``real_data=`` and no ``reference=`` there is no truth: the model's metrics must not need one."""
     try:
-        like = model.params() if hasattr(model, "params") else model.init(jax.random.key(0))
+        like = _params_like(model)
     except Exception:  # noqa: BLE001 - only a nicer message is at stake
         return
     try:

@@ -289,7 +289,9 @@ class Gaussian:
             return []
         first = {}
         for name in ("log_det_ratio", "log_variance", "log_trace_ratio"):
-            mean = np.asarray(summary[name]["mean"]) if name in summary else np.zeros(1)
+            if name not in summary:
+                continue
+            mean = np.asarray(summary[name]["mean"])
             lost = np.flatnonzero(np.isneginf(mean))
             if np.isfinite(mean[0]) and lost.size:
                 first[name] = int(lost[0]) + 1
