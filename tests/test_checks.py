@@ -81,6 +81,23 @@ def test_run_check_flags_a_wrong_theory():
     assert not row["planted_rejected"]
 
 
+def test_an_approximation_budget_enters_z_for_theory_and_planted_alike():
+    """``approx_rel`` (an approximate formula's finite-size error budget) widens z's scale to hypot(SE, rel·theory):
+    a 0.3 % bias with SE 0.1 % fails without the budget and passes with 0.5 %, and the planted formula 10 % away
+    is still rejected."""
+    def row(approx_rel):
+        check = checks.Check(
+            name="approx-test", family="test", reference="-", formula="-", planted="-",
+            run=lambda quick, seed: [checks.Measurement("q", theory=1.0, simulation=1.003, se=0.001, planted=0.9,
+                                                        params={}, approx_rel=approx_rel)])
+        return checks.run_check(check, z_max=2.0)[0]
+
+    exact, budgeted = row(0.0), row(0.005)
+    assert not exact["passed"] and exact["z"] == pytest.approx(3.0)
+    assert budgeted["passed"] and budgeted["z"] == pytest.approx(0.003 / math.hypot(0.001, 0.005))
+    assert budgeted["planted_rejected"] and budgeted["approx_rel"] == 0.005 and budgeted["se"] == 0.001
+
+
 def test_select_rejects_unknown_names():
     with pytest.raises(ValueError, match="name="):
         checks.select(names=["no-such-check"])

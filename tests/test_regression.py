@@ -273,6 +273,17 @@ def test_theory_refuses_infinite_expectations():
         th.downstream_ols_excess_risk(1, 10, 100, 11)
     with pytest.raises(ValueError, match="singular"):
         th.inverse_trace_given_design(np.ones((5, 3)))
+    # Corollary 4.4 returned finite numbers (or divided by zero at T = d) where the exact expectation is infinite
+    with pytest.raises(ValueError, match=r"rows=10 is out of range for ridge=0: need rows <= dim - 2 = 8"):
+        th.downstream_ridge_isotropic(1, 10, 10, 20, 0.0)
+    with pytest.raises(ValueError, match="rows=11 is out of range for ridge=0"):
+        th.downstream_ridge_isotropic(1, 10, 11, 20, 0.0)
+    with pytest.raises(ValueError, match=r"generator_rows=11 is out of range: need generator_rows >= dim \+ 2"):
+        th.downstream_ridge_isotropic(1, 10, 40, 11, 0.1)
+    with pytest.raises(ValueError, match="generator_rows=11 is out of range"):
+        th.power_law_rate(100, 2.0, 0.375, 0.5, num_fits=1, generator_rows=11, dim=10)
+    assert np.isfinite(th.downstream_ridge_isotropic(1, 10, 12, 12, 0.0))  # the first finite sizes still work
+    assert np.isfinite(th.downstream_ridge_isotropic(1, 10, 10, 12, 0.1))  # any T with a ridge
 
 
 def test_theory_rejects_out_of_range_parameters():
@@ -288,6 +299,18 @@ def test_theory_rejects_out_of_range_parameters():
         th.replace_excess_risk(3, 10, np.array([40, 50]))
     with pytest.raises(ValueError, match=r"design=array.* is not one of \('fixed', 'fresh'\)"):
         th.noiseless_weight_norm(2, 5, 3, design=np.zeros(3))  # was numpy's "truth value ... ambiguous"
+    with pytest.raises(ValueError, match=r"b=1.0 is out of range: need b >= a=2.0"):
+        th.optimal_ridge_exponent(2.0, 0.5, a=2.0, b=1.0)  # returned a negative exponent
+    with pytest.raises(ValueError, match="num_fits=.* is empty"):
+        th.replace_excess_risk([], 10, 40)  # was numpy's "zero-size array to reduction"
+
+
+def test_accumulate_factor_needs_no_table_for_huge_fit_counts():
+    """Σ_{i<=n} 1/i² summed term by term up to 10⁵, then a trigamma tail: n = 10¹² allocated a 7 TiB table."""
+    n = np.array([1, 2, 99_999, 100_000, 100_001, 250_000])
+    direct = np.array([np.sum(1.0 / np.arange(1, k + 1) ** 2) for k in n])
+    np.testing.assert_allclose(th.accumulate_factor(n), direct, rtol=1e-13)
+    assert th.accumulate_factor(10**12) == pytest.approx(np.pi**2 / 6 - 1e-12, rel=1e-13)
 
 
 def test_model_rejects_bad_hyperparameters():

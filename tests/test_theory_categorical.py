@@ -191,8 +191,26 @@ def test_smoothed_chain_against_exact_enumeration(alpha):
         (lambda: c.tail_cut_memorizer_error(10, [0.5, 0.5], 3), "cut=3"),
         (lambda: c.zipf_tail_mass(10, 1.0, 10), "head=10"),
         (lambda: c.fixation_time_moments(0, [1.0]), "num_samples=0"),
+        (lambda: c.expected_smoothed_heterozygosity(3, 10, 0.95, 0.1, 2), "h0=0.95 is out of range: need h0 <= 1 - "
+                                                                           "1/num_categories = 0.5"),
+        (lambda: c.expected_surviving([], 10, [0.5, 0.5]), "num_fits=.* is empty"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_array_fit_counts_keep_their_shape_and_huge_ones_need_no_table():
+    """A 2-D ``num_fits`` raised an IndexError in the Wright–Fisher marginals; the accumulate product was a table of
+    t factors (t = 10⁹ allocated 8 GB): it is now exact up to 10⁵ factors and a trigamma tail beyond."""
+    t = np.array([[1, 2], [3, 4]])
+    fix = c.fixation_probability(t, 10, [0.5, 0.5])
+    assert fix.shape == (2, 2, 2)
+    np.testing.assert_allclose(fix[1, 0], c.fixation_probability(3, 10, [0.5, 0.5]))
+    assert c.expected_surviving(t, 10, [0.5, 0.5]).shape == (2, 2)
+    far = np.array([100_000, 100_001, 250_000])
+    direct = [0.8 * np.prod(1 - 1 / (10 * np.arange(1, k + 1, dtype=float) ** 2)) for k in far]
+    np.testing.assert_allclose(c.expected_heterozygosity(far, 10, 0.8, "accumulate"), direct, rtol=1e-13)
+    assert c.expected_heterozygosity(10**12, 10, 0.8, "accumulate") == pytest.approx(
+        c.accumulate_heterozygosity_limit(10, 0.8), rel=1e-12)

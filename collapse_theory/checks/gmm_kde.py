@@ -86,7 +86,7 @@ register(Check(
     family="kde",
     reference=KAZDAN_KDE,
     formula="E S²(fit n) = r^n v + h² Σ_{k=1}^{n−1} r^k, r = (M−1)/M (per coordinate; → (M−1)h²)",
-    planted="the sum started at k = 0 (one extra h² per coordinate: a generation index shifted by one)",
+    planted="the sum started at k = 0 (one extra h² per coordinate: the kernel's own h² counted once more)",
     run=_kde_spread,
 ))
 

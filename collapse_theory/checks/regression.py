@@ -30,10 +30,10 @@ def _chains(quick: bool, base: int) -> int:
     return base if quick else 8 * base
 
 
-def _measure(quantity, values_mean, values_sd, chains, theory, planted, **params):
+def _measure(quantity, values_mean, values_sd, chains, theory, planted, approx_rel=0.0, **params):
     return Measurement(
         quantity=quantity, theory=float(theory), simulation=float(values_mean),
-        se=float(values_sd / math.sqrt(chains)), planted=float(planted), params=params,
+        se=float(values_sd / math.sqrt(chains)), planted=float(planted), params=params, approx_rel=approx_rel,
     )
 
 
@@ -254,18 +254,24 @@ def _mixture_error(quick, seed):
         out.append(_measure(
             f"E ||ŵ − w1||² at p2={p2}", res.mean("excess_risk")[i], res.summary["excess_risk"]["sd"][i],
             res.num_chains, th.mixture_excess_risk(n, d, p2, shift, sigma**2, sigma**2),
-            noise + th.mixture_plateau(p2, shift),
+            noise + th.mixture_plateau(p2, shift), approx_rel=MIXTURE_APPROX_REL,
             d=d, n=n, p2=p2, delta_norm_sq=shift, sigma2=sigma**2, num_chains=res.num_chains,
         ))
     return out
+
+
+MIXTURE_APPROX_REL = 0.005
+"""Budget for the deterministic equivalent's finite-size error at d = 100, n = 1000: measured +0.2 % (pooled over
+6 seeds × 8000 chains, +1.3e-4 ± 3.5e-5 at p2 = 0.1), about one full-mode standard error; at d = 20 it is 2 %."""
 
 
 register(Check(
     name="strong-collapse-error",
     family="regression",
     reference=STRONG + ", Cor. 1 and its derived first-order form (deterministic equivalent, ≈)",
-    formula="E_test ≈ (p1σ1² + p2σ2²) d/(n−d−1) + ||δ||² (p2² + p1 p2 φ/(1−φ)), φ = d/n = 0.1 "
-            "(approximation; its finite-size error is below the Monte-Carlo error at these sizes)",
+    formula="E_test ≈ (p1σ1² + p2σ2²) d/(n−d−1) + ||δ||² (p2² + p1 p2 φ/(1−φ)), φ = d/n = 0.1, d = 100 "
+            "(approximation: it runs about 0.2 % high here, about one full-mode SE, so z divides by the SE combined "
+            "with a 0.5 % budget for it)",
     planted="the paper's form without the first-order term: noise + p2² ||δ||²",
     run=_mixture_error,
 ))

@@ -9,6 +9,9 @@ Submodules:
     accumulate, fresh-data fraction).
   regression: linear-regression chains (replace / accumulate, fixed or fresh
     design), the downstream model of Dohmatob et al., strong model collapse.
+  categorical: categorical / Zipf chains (Wright–Fisher heterozygosity,
+    survival, fixation, accumulate and smoothed refits, memorizer tails).
+  kde: the Gaussian-KDE replace chain (spread and drift).
 """
 
 from . import categorical as categorical

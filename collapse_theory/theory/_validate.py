@@ -157,7 +157,9 @@ def require_int_array(name: str, value, minimum: int | None = None, *, reason: s
                 f"{name}={_fmt(value)} is not an integer array: need integers{bound}{suffix}"
             )
     out = arr.astype(np.int64)
-    if minimum is not None and out.size and out.min() < minimum:
+    if out.size == 0:
+        raise ValueError(f"{name}={_fmt(value)} is empty: need at least one integer{bound}{suffix}")
+    if minimum is not None and out.min() < minimum:
         raise ValueError(
             f"{name}={_fmt(value)} is out of range: need {name}{bound}{suffix}"
         )

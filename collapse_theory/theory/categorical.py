@@ -95,6 +95,10 @@ def _probs(name: str, value, *, distribution: bool = True) -> np.ndarray:
     return p
 
 
+_EXACT_TERMS = 100_000
+"""Factors of the accumulate product multiplied term by term; the rest through a trigamma tail."""
+
+
 def _fits(num_fits, minimum: int = 0) -> np.ndarray:
     return _v.require_int_array("num_fits", num_fits, minimum)
 
@@ -165,17 +169,24 @@ def expected_heterozygosity(num_fits, num_samples, h0, regime: str = "replace"):
     if regime == "replace":
         out = h0 * (1.0 - 1.0 / m) ** t.astype(np.float64)
     elif regime == "accumulate":
-        top = int(t.max()) if t.size else 0
+        flat = t.reshape(-1)
+        top = min(int(flat.max()), _EXACT_TERMS)
         k = np.arange(1, top + 1, dtype=np.float64)
         cum = np.concatenate([[1.0], np.cumprod(1.0 - 1.0 / (m * k * k))])
-        out = h0 * cum[t]
+        out = cum[np.minimum(flat, top)]
+        far = flat > top
+        if np.any(far):  # Π_{top<k<=t} (1 − a/k²) = exp(−a Σ 1/k² + O(a²/top³)), a = 1/M: no table of t terms
+            tail = special.polygamma(1, top + 1.0) - special.polygamma(1, flat[far] + 1.0)
+            out[far] *= np.exp(-tail / m)
+        out = h0 * out.reshape(t.shape)
     else:
         raise ValueError(f"regime={regime!r} is not one of ('replace', 'accumulate')")
     return _shape_like(t, np.asarray(out, dtype=np.float64))
 
 
 def accumulate_heterozygosity_limit(num_samples, h0=1.0) -> float:
-    r""":math:`\lim_t \mathbb E H_t = H_0 \prod_{k\ge1}(1 - 1/(Mk^2)) = H_0\,\sin(\pi/\sqrt M)/(\pi/\sqrt M)`."""
+    r""":math:`\lim_t \mathbb E H_t = H_0 \prod_{k\ge1}(1 - 1/(Mk^2)) = H_0\,\sin(\pi/\sqrt M)/(\pi/\sqrt M)`
+    (accumulate, temperature 1; M >= 1, H0 in [0, 1]; the default ``h0=1.0`` gives the factor alone)."""
     m = _samples(num_samples)
     h0 = _v.require_in_interval("h0", h0, 0.0, 1.0)
     x = math.pi / math.sqrt(m)
@@ -267,6 +278,9 @@ def expected_smoothed_heterozygosity(num_fits, num_samples, h0, smoothing, num_c
     h0 = _v.require_in_interval("h0", h0, 0.0, 1.0, hi_open=True)
     alpha = _smoothing(smoothing)
     k = _v.require_int("num_categories", num_categories, 1)
+    if h0 > 1.0 - 1.0 / k + 1e-12:
+        raise ValueError(f"h0={h0!r} is out of range: need h0 <= 1 - 1/num_categories = {1.0 - 1.0 / k:.6g} (the "
+                         f"uniform distribution's heterozygosity is the largest over {k} categories)")
     a, limit = _smoothed_heterozygosity_law(m, k, alpha)
     out = limit + a ** t.astype(np.float64) * (h0 - limit)
     return _shape_like(t, np.asarray(out, dtype=np.float64))
@@ -335,7 +349,7 @@ def count_distribution(num_fits, num_samples, p0) -> np.ndarray:
 def _marginal(num_fits, num_samples, p0, state: str) -> np.ndarray:
     t = _fits(num_fits, 0)
     p = _probs("p0", p0, distribution=False)
-    flat = np.atleast_1d(t)
+    flat = t.reshape(-1)
     result = np.empty((flat.size, p.size))
     zero = flat == 0
     if np.any(zero):
@@ -418,7 +432,8 @@ def expected_surviving(num_fits, num_samples, p0):
 
 
 def expected_zero_count(num_fits, num_samples, p0):
-    r"""Expected number of zero-probability categories :math:`K - \sum_i \Pr(p_{t,i} > 0)` (Kazdan et al.)."""
+    r"""Expected number of zero-probability categories :math:`K - \sum_i \Pr(p_{t,i} > 0)` (Kazdan et al.;
+    replace chain, temperature 1, exact through the (M+1) × (M+1) Wright–Fisher matrix, so M <= 5000)."""
     p = _probs("p0", p0)
     return _reduce(1.0 - survival_probability(num_fits, num_samples, p), num_fits)
 

@@ -16,7 +16,8 @@ Exact results (finite samples):
   \mathrm{tr}(\Sigma(X^\top X)^{-1})`; averaged over Gaussian X: :math:`n\sigma^2 d/(T-d-1)` (THEORY.md §3.1).
 * Accumulate, fixed X: :math:`\sigma^2 \mathrm{tr}(\Sigma(X^\top X)^{-1}) \sum_{i\le n} i^{-2} \le
   (\pi^2/6)\,\sigma^2 d/(T-d-1)`. With a fresh X each round the replace formula still holds, the accumulate
-  identity does not (the chain runs a few per cent below it; THEORY.md §14.3).
+  identity does not (the chain runs below it, by an amount that grows with d/T: 2–3 % at d/T = 0.1, about 10 %
+  at d/T = 5/16; THEORY.md §14.3).
 * Downstream OLS (Dohmatob, Feng & Kempe 2024, Thm 4.1, exact): :math:`\sigma^2 d/(T-d-1) + n\sigma_0^2
   d/(T_0-d-1)`.
 * Noiseless over-parametrised generator (Σ = I, σ0 = 0, T0 < d, minimum-norm fits): the fit is a projection of
@@ -42,6 +43,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import special
 
 from ._validate import require_finite, require_in_interval, require_int, require_int_array, require_positive
 
@@ -101,12 +103,22 @@ def inverse_trace(dim, rows, *, name: str = "rows") -> float:
     return d / (t - d - 1)
 
 
+_EXACT_TERMS = 100_000
+r"""Fit counts summed term by term; beyond, the tail is :math:`\psi'(k+1) - \psi'(n+1)` (trigamma), so a huge
+``num_fits`` builds no table."""
+
+
 def accumulate_factor(num_fits):
-    r""":math:`\sum_{i=1}^n 1/i^2` (1, 1.25, 1.3611, …, → π²/6 ≈ 1.6449)."""
+    r""":math:`\sum_{i=1}^n 1/i^2` (1, 1.25, 1.3611, …, → π²/6 ≈ 1.6449), for n >= 1."""
     n = _fits(num_fits)
-    flat = np.atleast_1d(n)
-    table = np.cumsum(1.0 / np.arange(1, int(flat.max()) + 1) ** 2)
-    return _out(table[flat - 1].reshape(n.shape), n)
+    flat = n.reshape(-1)
+    exact = min(int(flat.max()), _EXACT_TERMS)
+    table = np.cumsum(1.0 / np.arange(1, exact + 1) ** 2)
+    out = table[np.minimum(flat, exact) - 1]
+    far = flat > exact
+    if np.any(far):
+        out[far] += special.polygamma(1, exact + 1.0) - special.polygamma(1, flat[far] + 1.0)
+    return _out(out.reshape(n.shape), n)
 
 
 def replace_excess_risk(num_fits, dim, rows, noise_var=1.0):
@@ -124,7 +136,8 @@ def replace_excess_risk(num_fits, dim, rows, noise_var=1.0):
 def accumulate_excess_risk(num_fits, dim, rows, noise_var=1.0):
     r"""Accumulate chain, **fixed** design: :math:`\sigma^2 \frac{d}{T-d-1}\sum_{i=1}^n i^{-2}` (exact, any Σ).
 
-    Does not apply to fresh designs (the chain then runs slightly below it; THEORY.md §14.3).
+    Does not apply to fresh designs: the chain then runs below it, by 2–3 % at d/T = 0.1 and about 10 % at
+    d/T = 5/16 (THEORY.md §14.3).
 
     Examples:
       >>> round(accumulate_excess_risk(10, 10, 40), 4)
@@ -221,15 +234,24 @@ def downstream_ridge_isotropic(
 
     φ = d/T, φ0 = d/T0, κ = :func:`isotropic_kappa` (λ, φ). At d = 200 it is within about 1 % of a simulation
     (THEORY.md §4.2), so compare it with a relative tolerance, not a z-score.
+
+    Domain: :math:`T_0 \ge d + 2` (the OLS generator's finite-sample expected error is infinite for
+    :math:`T_0 \le d + 1`), and for λ = 0 also T ∉ {d − 1, d, d + 1}, where the ridgeless downstream fit's
+    expected error is infinite (at T = d the formula divides by zero).
     """
     n = _fits(num_fits, minimum=0)
     d = require_int("dim", dim, 1)
     t = require_int("rows", rows, 1)
     t0 = require_int("generator_rows", generator_rows, 1)
-    if t0 <= d:
-        raise ValueError(f"generator_rows={t0} is out of range: need generator_rows > dim={d} (Corollary 4.4)")
+    if t0 <= d + 1:
+        raise ValueError(f"generator_rows={t0} is out of range: need generator_rows >= dim + 2 = {d + 2} (the OLS "
+                         f"generator's expected error is infinite for generator_rows <= dim + 1; Corollary 4.4)")
+    lam = _nonneg("ridge", ridge)
+    if lam == 0 and abs(t - d) <= 1:
+        raise ValueError(f"rows={t} is out of range for ridge=0: need rows <= dim - 2 = {d - 2} or rows >= dim + 2 = "
+                         f"{d + 2}; the ridgeless fit's expected error is infinite for |rows - dim| <= 1")
     phi, phi0 = d / t, d / t0
-    kappa = isotropic_kappa(ridge, phi)
+    kappa = isotropic_kappa(lam, phi)
     gap = (1 + kappa) ** 2 - phi
     clean = (kappa**2 * _nonneg("weight_norm_sq", weight_norm_sq) + _nonneg("noise_var", noise_var) * phi) / gap
     rho = phi0 / (1 - phi0) / (1 + kappa) ** 2 * (1 + phi * kappa**2 / gap)
@@ -334,8 +356,9 @@ def power_law_rate(rows, beta, r, ell, num_fits=0, generator_rows=None, dim=None
         raise ValueError("num_fits > 0 needs generator_rows and dim")
     t0 = require_int("generator_rows", generator_rows, 1)
     d = require_int("dim", dim, 1)
-    if t0 <= d:
-        raise ValueError(f"generator_rows={t0} is out of range: need generator_rows > dim={d}")
+    if t0 <= d + 1:
+        raise ValueError(f"generator_rows={t0} is out of range: need generator_rows >= dim + 2 = {d + 2} (Thm 5.1; "
+                         f"the OLS generator's expected error is infinite for generator_rows <= dim + 1)")
     phi0 = d / t0
     synth = n * _nonneg("generator_noise_var", generator_noise_var) / (1 - phi0) * np.maximum(t / t0, phi0) * base
     return clean + synth
@@ -349,4 +372,7 @@ def optimal_ridge_exponent(beta, r, a=0.0, b=1.0) -> float:
     r_min = min(require_positive("r", r), 1.0)
     a = require_finite("a", a)
     b = require_finite("b", b)
+    if b < a:
+        raise ValueError(f"b={b!r} is out of range: need b >= a={a!r}; the ridge exponent ℓ* = (b − a)·ℓ_crit must "
+                         f"be in [0, β) (Thm 5.1), and no ℓ >= 0 makes the error vanish when b < a")
     return min((b - a) * beta / (2 * beta * r_min + 1), beta)
