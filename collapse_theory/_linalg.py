@@ -23,20 +23,34 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _eigh_host(a):
-    w, v = np.linalg.eigh(np.asarray(a))
-    return w.astype(a.dtype), v.astype(a.dtype)
+def _host_call(host_fn, a: jax.Array, out_shapes: tuple[tuple[int, ...], ...]) -> tuple[jax.Array, ...]:
+    """``host_fn(numpy array) -> tuple of numpy arrays`` of ``a``'s dtype and the given shapes, through
+    ``jax.pure_callback``, with float64 carried as raw uint32 pairs.
+
+    JAX converts a callback's arguments and results under the *calling thread's* x64 setting, and XLA runs the
+    callback on a pool thread, which does not see a ``with jax.enable_x64(True):`` block: a float64 input arrived
+    rounded to float32 and the float64 results were refused ("Incorrect output dtype"). Bits are not converted."""
+    dtype = a.dtype
+    wide = dtype == jnp.float64
+
+    def host(x):
+        x = np.asarray(x)
+        if wide:
+            x = x.view(np.float64)[..., 0]
+        outs = host_fn(x)
+        return tuple(np.ascontiguousarray(o, dtype).view(np.uint32).reshape(o.shape + (2,)) if wide
+                     else np.asarray(o, dtype) for o in outs)
+
+    arg = jax.lax.bitcast_convert_type(a, jnp.uint32) if wide else a
+    specs = tuple(jax.ShapeDtypeStruct(shape + (2,), jnp.uint32) if wide else jax.ShapeDtypeStruct(shape, dtype)
+                  for shape in out_shapes)
+    outs = jax.pure_callback(host, specs, arg, vmap_method="expand_dims")
+    return tuple(jax.lax.bitcast_convert_type(o, jnp.float64) if wide else o for o in outs)
 
 
 def eigh(a: jax.Array):
     """Eigenvalues (ascending) and eigenvectors of symmetric ``a`` (..., n, n), like ``jnp.linalg.eigh``."""
-    shapes = (jax.ShapeDtypeStruct(a.shape[:-1], a.dtype), jax.ShapeDtypeStruct(a.shape, a.dtype))
-    return jax.pure_callback(_eigh_host, shapes, a, vmap_method="expand_dims")
-
-
-def _svd_host(a):
-    u, s, vt = np.linalg.svd(np.asarray(a), full_matrices=False)
-    return u.astype(a.dtype), s.astype(a.dtype), vt.astype(a.dtype)
+    return _host_call(np.linalg.eigh, a, (a.shape[:-1], a.shape))
 
 
 def svd(a: jax.Array):
@@ -44,23 +58,15 @@ def svd(a: jax.Array):
     m, n = a.shape[-2:]
     k = min(m, n)
     batch = a.shape[:-2]
-    shapes = (
-        jax.ShapeDtypeStruct(batch + (m, k), a.dtype),
-        jax.ShapeDtypeStruct(batch + (k,), a.dtype),
-        jax.ShapeDtypeStruct(batch + (k, n), a.dtype),
-    )
-    return jax.pure_callback(_svd_host, shapes, a, vmap_method="expand_dims")
-
-
-def _singular_values_host(a):
-    return np.linalg.svd(np.asarray(a), compute_uv=False).astype(a.dtype)
+    return _host_call(lambda x: np.linalg.svd(x, full_matrices=False), a,
+                      (batch + (m, k), batch + (k,), batch + (k, n)))
 
 
 def singular_values(a: jax.Array) -> jax.Array:
     """Singular values (descending) of ``a`` (..., m, n), like ``jnp.linalg.svd(a, compute_uv=False)``, from
     NumPy (a host callback: the program is then not kept by JAX's persistent compilation cache)."""
-    shape = jax.ShapeDtypeStruct(a.shape[:-2] + (min(a.shape[-2:]),), a.dtype)
-    return jax.pure_callback(_singular_values_host, shape, a, vmap_method="expand_dims")
+    shape = a.shape[:-2] + (min(a.shape[-2:]),)
+    return _host_call(lambda x: (np.linalg.svd(x, compute_uv=False),), a, (shape,))[0]
 
 
 def nuclear_norm(c: jax.Array, iterations: int = 40) -> jax.Array:

@@ -198,13 +198,16 @@ def _parser() -> argparse.ArgumentParser:
                             "the rows do not depend on it")
 
     fig = sub.add_parser("figures", help="regenerate the figures from experiments/ into figures/")
-    fig.add_argument("--quick", action="store_true")
+    fig.add_argument("--quick", action="store_true",
+                     help="reduced sizes (fewer chains, generations or cells; minutes for all figures)")
     fig.add_argument("--out", type=Path, default=None,
                      help="output folder (default figures/; with --quick figures/quick/, git-ignored, so a quick "
                           "pass never overwrites the full-size figures)")
     fig.add_argument("--only", action="append", default=None,
                      help="figure name (repeatable; `collapse-theory list` names them)")
-    fig.add_argument("--experiments-dir", type=Path, default=None)
+    fig.add_argument("--experiments-dir", type=Path, default=None,
+                     help="folder of fig_*.py scripts (default: the checkout's experiments/, which a non-editable "
+                          "install does not contain)")
 
     demo = sub.add_parser("demo", help="classroom demos: 'tails' writes an animated GIF of a Zipf losing its tail")
     demo.add_argument("name", choices=("tails",), help="tails: Zipf histogram, replace vs accumulate")
@@ -290,6 +293,20 @@ def _check_writable(option: str, path: Path | None) -> None:
         raise UsageError(f"{option} {str(path)!r} is a folder: give a file name")
     if not path.parent.is_dir():
         raise UsageError(f"{option} {str(path)!r}: its folder {str(path.parent)!r} does not exist")
+
+
+def _check_out_folder(option: str, folder: Path, given: Path | None = None) -> None:
+    """``folder`` (the one ``given`` is written in, if that is a file name) exists or can be made: its nearest
+    existing ancestor is a folder we may write in. Checked before the work, which may take minutes."""
+    shown = f"{option} {str(given or folder)!r}" + ("" if given is None else f": its folder {str(folder)!r}")
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == folder else f"lies under {str(probe)!r}, which is a file"
+        raise UsageError(f"{shown} {where}, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{shown}: no permission to write in {str(probe)!r}")
 
 
 def _check_out(path: Path) -> None:
@@ -638,7 +655,11 @@ def _load_experiments(folder: Path) -> dict:
 
 
 def _cmd_figures(args) -> int:
-    _configure_jax(True)
+    out = args.out or Path("figures/quick" if args.quick else "figures")
+    _check_out_folder("--out", out)
+    # JAX's default precision: an experiment that wants float64 says so itself (``jax.enable_x64``), so this
+    # command and ``python experiments/fig_NAME.py`` draw the same figure, bit for bit
+    _configure_jax(False)
     folder = _experiments_dir(args.experiments_dir)
     if not folder.is_dir():
         raise UsageError(f"no experiments folder at {folder} (use --experiments-dir)")
@@ -649,7 +670,6 @@ def _cmd_figures(args) -> int:
         raise UsageError(f"unknown figure(s) {unknown}; known: {sorted(experiments)}")
     status = 0
     for name in names:
-        out = args.out or Path("figures/quick" if args.quick else "figures")
         argv = ["--out", str(out)] + (["--quick"] if args.quick else [])
         print(f"== {name}", flush=True)
         status |= int(experiments[name].main(argv) or 0)
@@ -657,6 +677,7 @@ def _cmd_figures(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    _check_out_folder("--out", args.out.parent, args.out)
     _configure_jax(True)
     from .demo_tails import run_demo
 

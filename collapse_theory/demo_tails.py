@@ -11,7 +11,7 @@ the same chain that ``simulate(seed, model, regime, path="exact")`` returns as c
 frames are computed first, then drawn from NumPy. Theory (THEORY.md §7): under replace every category is lost
 eventually and the chain ends on category i with probability :math:`p_{0,i}`; under accumulate a category lost in
 the first (real) sample is never recovered but no other is ever lost, and the heterozygosity only falls to
-:math:`H_0\,\mathrm{sinc}(\pi/\sqrt M)`.
+:math:`H_0\,\sin(x)/x`, :math:`x = \pi/\sqrt M`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ Model collapse in a classroom: a Zipf distribution refitted to its own samples.
     probability p0_i).
   * accumulate (right): keep every sample so far, real data included. Words missing from the first real
     sample are lost, but no other word is ever lost: {acc_alive} of {k} survive, and the diversity
-    1 - sum p^2 stops at about H0 * sinc(pi/sqrt(M)) instead of decaying like (1 - 1/M)^t.
+    1 - sum p^2 stops at about H0 * sin(x)/x, x = pi/sqrt(M), instead of decaying like (1 - 1/M)^t.
   Temperature tau = {tau:g} (tau < 1 sharpens every synthetic sample and loses the tail faster).
 
 Wrote {path} ({frames} frames)."""

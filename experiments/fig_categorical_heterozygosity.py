@@ -73,13 +73,14 @@ def plot(d: dict, *, num_chains: int, num_generations: int, seed: int):
         ax.axhline(d["limit", m], color=COLORS["accumulate", m], linestyle=":", linewidth=0.9)
     ax.set_ylim(0.0, 0.95)
     ax.set_xlabel("generation t (number of fits)")
-    ax.set_ylabel(r"heterozygosity $1-\sum_i p_i^2$")
+    ax.set_ylabel(r"heterozygosity $1-\Sigma_i\, p_i^2$")
     ax.legend(handles, labels, loc="center right", fontsize="x-small")
     plotting.suptitle(fig, f"Categorical diversity, K = {K} uniform")
     plotting.caption(
         fig,
         f"Mean over {num_chains} chains ± 2 SE (markers, band); solid: exact theory $(1-1/M)^t H_0$ (replace) and "
-        "$H_0\\prod_{k\\leq t}(1-1/(Mk^2))$ (accumulate), dotted: its limit $H_0\\,\\mathrm{sinc}(\\pi/\\sqrt{M})$ "
+        "$H_0\\Pi_{k\\leq t}(1-1/(Mk^2))$ (accumulate), dotted: its limit "
+        "$H_0\\,\\sin(\\pi/\\sqrt{M})/(\\pi/\\sqrt{M})$ "
         f"(THEORY.md §7). MLE frequencies, exact multinomial path, float64, {num_generations} generations, "
         f"seed {seed}.",
     )

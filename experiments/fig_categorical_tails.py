@@ -104,7 +104,7 @@ def plot(d: dict, *, num_chains: int, num_generations: int, seed: int):
         f"of t = 1 are untempered). {num_chains} chains, {num_generations} generations, exact multinomial path, "
         f"float64, seed {seed}. Markers and bands: mean ± 2 SE; solid lines: exact Wright–Fisher theory at τ = 1 "
         "(binomial transition matrix, THEORY.md §7.1); no closed form for τ ≠ 1. Lost truth mass: "
-        "$\\sum_i p_{0,i}\\,1[p_{t,i}=0]$. Right: medians over chains; the dashed line is the conserved mean "
+        "$\\Sigma_i\\, p_{0,i}\\,1[p_{t,i}=0]$. Right: medians over chains; the dashed line is the conserved mean "
         "tail mass at τ = 1 (thin line: its simulated mean).",
     )
     return fig

@@ -17,7 +17,7 @@ Theory lines (solid, exact; THEORY.md §2.2–2.3), with ``collapse_theory.theor
 * replace: ``expected_mean_sq_norm`` = d(1 − r^t), ``expected_trace_ratio`` = r^t, r = (n−1)/n, and
   ``expected_det_ratio`` = (Π_{i≤d}(n−i)/n)^t;
 * accumulate: ``expected_accumulate_mean_sq_error`` ≤ (π²/6)·d/n and ``expected_accumulate_variance_ratio`` =
-  Π_{k≤t}(1 − 1/(n k²)) → sinc(1/√n) for the trace ratio; no closed form is drawn for its det ratio;
+  Π_{k≤t}(1 − 1/(n k²)) → sin(π/√n)/(π/√n) for the trace ratio; no closed form is drawn for its det ratio;
 * subsample: no closed form (markers joined by a thin line).
 
 det Σ̂ = 0 whenever a fit uses n ≤ d points (replace and subsample at n = 10 = d; accumulate only at t = 1),
@@ -167,8 +167,10 @@ def plot(data: dict, *, sizes, dim: int, num_chains: int, num_generations: int, 
         "$r^t$, $(\\Pi_{i\\leq d}(n-i)/n)^t$ with $r = (n-1)/n$; accumulate "
         "$\\frac{d}{n}\\Sigma_{k\\leq t}P_{k-1}/k^2$ and $P_t = \\Pi_{k\\leq t}(1-1/(nk^2))$; no closed form for "
         "subsample or the accumulate det (markers joined by thin lines). " + skip +
-        "Replace det and trace ratios are heavy-tailed (relative variance of the det ratio "
-        "$\\Pi_i(1+2/(n-i))^t$), so 100 chains scatter far from, mostly below, their expectation at small n.",
+        "In replace at small n all three quantities are heavy-tailed over chains (relative variance of the det "
+        f"ratio $\\Pi_i(1+2/(n-i))^t$), so a mean over {num_chains} chains can sit far from its expectation: mostly "
+        "below it (the typical chain collapses), but far above it when one chain's covariance has grown, as "
+        "$\\|\\hat\\mu\\|^2$ can.",
     )
     return fig
 

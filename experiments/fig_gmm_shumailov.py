@@ -165,7 +165,8 @@ def plot(data: dict, *, regime_label: str, num_chains: int, num_fits: int, seed:
         keep = g_axis >= 1 if metric == "l2_to_anchor" else g_axis >= 0
         x = g_axis[keep]
         q = {lvl: res.quantile(metric, lvl)[keep] for lvl in QUANTILES}
-        ax.fill_between(x, q[0.05], q[0.95], color="C0", alpha=0.15, lw=0, label="5–95 % of chains")
+        ax.fill_between(x, q[0.05], q[0.95], color="C0", alpha=0.15, lw=0,
+                        label=f"5–95 % of the {num_chains} chains (interpolated quantiles)")
         ax.fill_between(x, q[0.25], q[0.75], color="C0", alpha=0.3, lw=0, label="25–75 %")
         ax.plot(x, q[0.5], color="C0", lw=1.5, label=f"median of {num_chains} chains")
         compare = data.get("compare")
@@ -180,9 +181,12 @@ def plot(data: dict, *, regime_label: str, num_chains: int, num_fits: int, seed:
         if metric == "l2_to_anchor":
             ax.plot(x, data["l2_chain"][keep], color="k", lw=0.7, label="the chain shown above")
         ax.set_yscale("log")
+        plotting.plain_log_ticks(ax)
         ax.set_xlabel("generation g (= fits − 1)")
         ax.set_ylabel(label)
-        ax.legend(loc="lower right" if metric == "l2_to_anchor" else "lower left", fontsize=7)
+    # one legend under both panels (the first has every entry): inside, it covered the bands
+    handles, labels = bottom_axes[0].get_legend_handles_labels()
+    bottom.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7)
     plotting.suptitle(fig, f"2-component GMM refitted by EM on its own samples, {regime_label}: N = {NUM_SAMPLES} "
                            f"per generation, {num_fits - 1} generations, {num_chains} chains")
     init = ("k-means init at the first fit, then warm_start (EM from the previous fit)" if warm_start

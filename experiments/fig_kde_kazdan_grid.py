@@ -12,7 +12,8 @@ Metric: mean negative log-likelihood of a fixed test set of 500 rows per chain, 
 as the chain's real training rows (its own blob centres for blobs). Rows = datasets (blobs: scikit-learn's
 ``make_blobs`` defaults, 3 centres per chain uniform in (−10, 10)², std 1; circles and moons with noise 0.05;
 3-D swiss roll with noise 0.5), columns = bandwidth h ∈ {0.1, 0.5, 1}; n = 100 rows per iteration (one point of
-Kazdan et al.'s n sweep), 100 iterations, 20 chains (seeds); mean ± 2 SE over chains.
+Kazdan et al.'s n sweep), 100 iterations, 20 chains (seeds); mean ± 2 SE over chains. Kazdan et al. sweep five n
+with 100 seeds each; this figure keeps one n and 20 chains so that the full grid costs minutes, not hours.
 
 Theory (THEORY.md §2.5): for replace, the rows' spread tends to (n−1)h² per coordinate and their mean
 random-walks ≈ h² per iteration, so the replace NLL diverges; the exact spread and drift are checked in

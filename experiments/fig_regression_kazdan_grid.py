@@ -7,8 +7,9 @@ test error ||ŵ − w*||² (their noiseless test targets). Columns: regime; rows
 Lines for n ≥ d + 2 are the exact theory (THEORY.md §3.1): replace t σ² d/(n − d − 1), accumulate
 σ² d/(n − d − 1) Σ_{i≤t} 1/i²; accumulate-subsample has no closed form (simulation only). The n = 10 = d cell has
 an **infinite** expected error (E tr (XᵀX)⁻¹ = ∞ for n ≤ d + 1): its mean over chains is not an estimate of
-anything, so the figure shows the **median** over chains for every cell (markers) and the means only where
-they exist (lines are theory for the mean; the medians sit below them because the error is right-skewed).
+anything. The figure therefore shows, for every cell with n ≥ d + 2, the **mean** over chains ± 2 SE (filled
+markers and bars), which the theory lines predict, and for every cell the **median** over chains (hollow markers),
+which is the only summary of the n = 10 cells; the medians sit below the means because the error is right-skewed.
 
 Full: 100 chains (= Kazdan's 100 seeds) × 100 iterations per cell, 45 cells (a few minutes on 2 cores);
 ``--quick``: n ∈ {32, 316} and 40 chains.
@@ -60,7 +61,7 @@ def run(seed: int, quick: bool) -> dict:
                                    truth=model.params(noise_sd=math.sqrt(noise_var)), path=path,
                                    metrics=["excess_risk"], quantiles=(0.5,), compiler_options=FAST_COMPILE)
                     out[(rname, n, noise_var)] = {"median": res.quantile("excess_risk", 0.5),
-                                                  "mean": res.mean("excess_risk")}
+                                                  "mean": res.mean("excess_risk"), "se": res.se("excess_risk")}
     return {"ns": ns, "chains": chains, "cells": out, "t": np.arange(1, ITERS + 1)}
 
 
@@ -79,9 +80,13 @@ def plot(d: dict, *, seed: int):
             for n in d["ns"]:
                 cell = d["cells"][(rname, n, noise_var)]
                 idx = np.unique(np.round(np.logspace(0, 2, 12)).astype(int)) - 1
-                ax.plot(t[idx], cell["median"][idx], "o", color=cmap[n], markersize=2.8, markeredgewidth=0,
-                        label=f"n = {n}" + (" (E = ∞)" if n <= DIM + 1 else ""))
-                if n >= DIM + 2 and rname != "accumulate-subsample":
+                finite = n >= DIM + 2
+                ax.plot(t[idx], cell["median"][idx], "o", color=cmap[n], markersize=3.0, markerfacecolor="none",
+                        markeredgewidth=0.6, label=None if finite else f"n = {n} (E = ∞; median)")
+                if finite:
+                    ax.errorbar(t[idx], cell["mean"][idx], yerr=2 * cell["se"][idx], fmt="o", color=cmap[n],
+                                markersize=2.6, markeredgewidth=0, elinewidth=0.7, capsize=0, label=f"n = {n}")
+                if finite and rname != "accumulate-subsample":
                     fn = th.replace_excess_risk if rname == "replace" else th.accumulate_excess_risk
                     ax.plot(t, fn(t, DIM, n, noise_var), "-", color=cmap[n], linewidth=0.9)
             if i == 0:
@@ -95,9 +100,10 @@ def plot(d: dict, *, seed: int):
     plotting.caption(
         fig,
         f"Fixed design per chain, w* ~ N(0, I), ridgeless fits; {d['chains']} chains per cell, {ITERS} iterations; "
-        f"markers: median over chains (sample-level path for accumulate-subsample, exact path otherwise); lines: "
-        f"exact theory for the mean (n ≥ d + 2; none for accumulate-subsample). n = d = 10 has infinite expected "
-        f"error. float64, seed {seed}.",
+        f"filled markers and bars: mean over chains ± 2 SE (n ≥ d + 2); hollow markers: median over chains; "
+        f"sample-level path for accumulate-subsample, exact path otherwise; lines: exact theory for the mean "
+        f"(n ≥ d + 2; none for accumulate-subsample). n = d = 10 has infinite expected error, so only its median "
+        f"is drawn. float64, seed {seed}.",
     )
     return fig
 

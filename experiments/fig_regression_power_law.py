@@ -1,6 +1,7 @@
 r"""Model Collapse Demystified §5: with a power-law spectrum, synthetic generations change the scaling law.
 
-Dohmatob, Feng & Kempe (NeurIPS 2024), Fig. 1b setting (THEORY.md §4.2–4.3), at a smaller size: Σ with eigenvalues
+Dohmatob, Feng & Kempe (NeurIPS 2024), the right panel of their Fig. 1b (THEORY.md §4.2–4.3; d = 300, T0 = 600
+there; their left panel, error vs λ at T = 10⁴, is not drawn), at a smaller size: Σ with eigenvalues
 λ_k = k^{−β}, β = 2; true weights with source exponent r = 0.375 (coefficients c_k² ∝ k^{−δ}, δ = 1 + β(2r − 1));
 a generator chain of OLS fits on T0 fresh rows (noise σ0 = 1) and a downstream ridge fit on T fresh rows (σ = 1)
 with the clean-data-optimal adaptive penalty λ = T^{−ℓ_crit}, ℓ_crit = β/(2βr + 1). Test error = excess risk
@@ -94,12 +95,14 @@ def plot(d: dict, *, seed: int):
         art = plotting.theory_vs_simulation(ax, ts, sim[:, 0], sim[:, 1], anchored, color=colors[key],
                                             theory_style="--", num_markers=None)
         handles.append(art["handle"])
-        labels.append("clean data (n = 0)" if key == "clean" else f"n = {key} synthetic generations")
+        labels.append("clean data (n = 0)" if key == "clean"
+                      else f"n = {key} synthetic generation{'s' if key != 1 else ''}")
     ax.axvline(T0, color="0.6", linestyle=":", linewidth=0.8)
     ax.legend(handles, labels, fontsize=6.5, loc="lower left")
     ax.set_xlabel("downstream sample size T")
-    ax.set_ylabel(r"test error $\|\hat w_{\rm pred} - w_0\|_\Sigma^2$")
-    ax.set_title(f"λ_k = k^-{BETA:g}, r = {R}, ridge λ = T^-{d['ell']:.2f}, T0 = {T0} (dotted)", fontsize=7)
+    ax.set_ylabel(r"test error $\mathbb{E}\,\|\hat w_{\rm pred} - w_0\|_\Sigma^2$")
+    ax.set_title(rf"$\lambda_k = k^{{-{BETA:g}}}$, r = {R}, ridge $\lambda = T^{{-{d['ell']:.2f}}}$, "
+                 f"T0 = {T0} (dotted)", fontsize=7)
     plotting.suptitle(fig, "Synthetic generations break the scaling law")
     plotting.caption(
         fig,

@@ -85,10 +85,10 @@ def plot(d: dict, *, quick: bool, seed: int):
         art = plotting.theory_vs_simulation(ax, d["n"], curve["mean"], curve["se"], curve["theory"],
                                             color=colors[p2], num_markers=11)
         handles.append(art["handle"])
-        labels.append("one shifted row" if p2 == "one" else f"p2 = {p2:g}")
+        labels.append("one shifted row (on p2 = 0)" if p2 == "one" else f"p2 = {p2:g}")
         if p2 not in (0.0, "one"):
             ax.axhline(d["plateau"][p2], color=colors[p2], linestyle=":", linewidth=0.9)
-    ax.legend(handles, labels, fontsize=6.5, loc="lower left")
+    ax.legend(handles, labels, fontsize=6.5, loc="upper right")  # the empty corner: not on a floor line
     ax.set_xlabel("training-set size n")
     ax.set_ylabel(r"test error $\mathbb{E}\,\|\hat w - w_1\|^2$")
     ax.set_title(f"OLS, d = {DIM_LEFT}: floors p2²‖δ‖² (dotted)")
@@ -102,6 +102,7 @@ def plot(d: dict, *, quick: bool, seed: int):
     bx.axvline(N_RIGHT, color="0.5", linestyle="--", linewidth=0.8)
     bx.text(N_RIGHT * 1.03, 0.04, "m = n", fontsize=7, color="0.35", transform=bx.get_xaxis_transform())
     bx.set_xlabel("model size m (random projections vᵀSx)")
+    bx.set_ylabel(r"test error $\mathbb{E}\,\|\hat w - w_1\|^2$")
     bx.set_title(f"d = {DIM_RIGHT}, n = {N_RIGHT}: amplification near m = n")
     bx.legend(fontsize=6.5, loc="upper right")
     plotting.suptitle(fig, "Strong model collapse: a fixed fraction of shifted data is never washed out")

@@ -134,24 +134,35 @@ def plot(data: dict, *, num_chains: int, num_generations: int, seed: int):
               ("grammaticality", "grammaticality of samples"), ("fact_share", "share of fact sentences"),
               ("fact_accuracy_head", "fact accuracy: head third"), ("fact_accuracy_torso", "fact accuracy: torso"),
               ("fact_accuracy_tail", "fact accuracy: tail third"))
-    fig, axes = plotting.new_figure(len(SMOOTHINGS), len(panels), figsize=(18.0, 6.6), squeeze=False)
+    # each α gets a block of two rows of four panels (seven metrics and its legend), so that the figure stays
+    # readable at the width of a page (one row of 14 panels needed 18 inches)
+    cols = 4
+    rows_per = -(-len(panels) // cols)
+    fig, axes = plotting.new_figure(len(SMOOTHINGS) * rows_per, cols, figsize=(10.0, 10.5), squeeze=False)
     t = np.arange(1, num_generations + 1)
-    for row, alpha in enumerate(SMOOTHINGS):
+    for block, alpha in enumerate(SMOOTHINGS):
+        for slot in range(len(panels), rows_per * cols):  # the block's spare slot holds its legend
+            spare = axes[block * rows_per + slot // cols, slot % cols]
+            spare.axis("off")
         for col, (metric, title) in enumerate(panels):
-            ax = axes[row, col]
+            row = block * rows_per + col // cols
+            ax = axes[row, col % cols]
             for name in REGIMES:
                 mean, se = _mean_se(data["trajectories"][(alpha, name)][metric])
                 ax.plot(t, mean, color=COLORS[name], label=name, lw=1.4)
                 ax.fill_between(t, mean - 2 * se, mean + 2 * se, color=COLORS[name], alpha=0.2, lw=0)
-            ax.set_title(f"{title}\n(α = {alpha:g})", fontsize=9)
+            ax.set_title(f"{title}\n(α = {alpha:g})", fontsize=8)
+            ax.tick_params(labelsize=7)
             if metric.startswith("fact_accuracy") or metric == "grammaticality":
                 ax.set_ylim(-0.03, 1.03)
             if metric == "fact_share":
                 ax.axhline(0.4, color="k", lw=0.8, ls=":")
                 ax.set_ylim(0.0, 0.5)
-            if row == len(SMOOTHINGS) - 1:
-                ax.set_xlabel("generation t (fits)")
-    axes[0, 0].legend(loc="upper left", fontsize=7)
+            if row % rows_per == rows_per - 1 or col + cols >= len(panels):
+                ax.set_xlabel("generation t (fits)", fontsize=8)
+        handles, labels = axes[block * rows_per, 0].get_legend_handles_labels()
+        spare = axes[block * rows_per + rows_per - 1, cols - 1]
+        spare.legend(handles, labels, loc="center", fontsize=8, title=f"α = {alpha:g}", title_fontsize=8)
     plotting.suptitle(fig, "Knowledge collapse in a tiny bigram LM: facts fail under replace and behind gates, "
                            f"accumulation keeps them ({num_chains} chains, M = {NUM_SAMPLES} sentences per generation)")
     plotting.caption(
@@ -160,10 +171,10 @@ def plot(data: dict, *, num_chains: int, num_generations: int, seed: int):
         "add-α smoothing, τ = 1; t = 1 fits real text. Bands: mean ± 2 SE over chains. Fact accuracy (exact): argmax "
         "completion of [BOS, e] is the true attribute (ties count as wrong). Share of fact sentences: "
         "Σ_e P(e | BOS) (dotted: real 0.4). Gates wrap replace: rejected synthetic sentences get weight 0. "
-        f"Fresh: 10% of each generation is real. Seed {seed}. Top (near-MLE): samples stay grammatical and the "
-        "model grows more confident on its own text while held-out perplexity rises and facts are forgotten "
-        "(gates see almost nothing to reject). Bottom: smoothing noise also erodes grammar; gates restore "
-        "grammaticality but reject fact sentences more often, so facts vanish faster.")
+        f"Fresh: 10% of each generation is real. Seed {seed}. Upper half (near-MLE): samples stay grammatical and "
+        "the model grows more confident on its own text while held-out perplexity rises and facts are forgotten "
+        "(gates see almost nothing to reject). Lower half (α = 0.01): smoothing noise also erodes grammar; gates "
+        "restore grammaticality but reject fact sentences more often, so facts vanish faster.")
     return fig
 
 

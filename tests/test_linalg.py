@@ -10,6 +10,7 @@ metric that brought back an independent ``trsm``/``gesdd``/``potrf`` fails here,
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -72,6 +73,41 @@ def test_nuclear_norm_matches_svd(shape):
     low_rank = rng.standard_normal((5, 2)) @ rng.standard_normal((2, 5))
     np.testing.assert_allclose(float(_linalg.nuclear_norm(jnp.asarray(low_rank))),
                                np.sum(np.linalg.svd(low_rank, compute_uv=False)), rtol=1e-9)
+
+
+_X64_BLOCK_SCRIPT = """
+import jax, numpy as np
+from collapse_theory import Replace, _linalg, simulate
+from collapse_theory.models import LinearRegression
+rng = np.random.default_rng(7)
+a = rng.standard_normal((3, 5, 5)); a = a + np.swapaxes(a, -1, -2)
+with jax.enable_x64(True):
+    w = jax.jit(jax.vmap(_linalg.eigh))(jax.numpy.asarray(a))[0]
+    sv = jax.jit(_linalg.singular_values)(jax.numpy.asarray(a))
+    assert w.dtype == sv.dtype == np.float64, (w.dtype, sv.dtype)
+    np.testing.assert_allclose(np.asarray(w), np.linalg.eigh(a)[0], rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(sv), np.linalg.svd(a, compute_uv=False), rtol=1e-13)
+    for d, rows in ((4, 8), (10, 40)):
+        model = LinearRegression(dim=d, design="fixed", design_rows=rows)
+        res = simulate(0, model, Replace(), num_chains=8, num_generations=2, num_samples=rows, path="exact",
+                       metrics=["excess_risk"], quantiles=())
+        assert res.mean("excess_risk").dtype == np.float64
+print("ok")
+"""
+
+
+def test_host_decompositions_keep_float64_inside_an_enable_x64_block():
+    """With x64 off globally and on in a ``with jax.enable_x64(True):`` block, XLA ran the callback on a pool
+    thread that saw x64 off: the float64 input arrived rounded to float32 and the results were refused ("Incorrect
+    output dtype"), so every regression figure script crashed when run alone. The decompositions now carry float64
+    as raw bits. A fresh process with JAX's default flags: whether the callback runs on another thread depends on
+    them (this suite's fast-compile flags hid the failure in one of the two sizes)."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    out = subprocess.run([sys.executable, "-c", _X64_BLOCK_SCRIPT], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
 # ----------------------------------------------------------------------------- LAPACK calls left in the programs
