@@ -159,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="global id of the first chain: disjoint ranges per job, combined by 'merge'")
     scale.add_argument("--checkpoint", type=Path, default=None,
                        help="checkpoint file, written atomically every --checkpoint-every seconds and on Ctrl-C")
-    scale.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
+    scale.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
+                       help="seconds between checkpoints (default 60; needs --checkpoint or --resume)")
     scale.add_argument("--resume", action="store_true",
                        help="continue from the checkpoint (default path OUT.ckpt.npz) if it exists")
     scale.add_argument("--distributed", action="store_true",
@@ -310,13 +311,24 @@ def _check_out_folder(option: str, folder: Path, given: Path | None = None) -> N
 
 
 def _check_out(path: Path) -> None:
+    """A result path: an .npz name whose file and .json sidecar can be written (checked before the work)."""
     if path.suffix not in ("", ".npz"):
         raise UsageError(f"--out {str(path)!r}: a result is an .npz file (and its .json sidecar); give a name "
                          f"ending in .npz, e.g. {str(path.with_suffix('.npz'))!r}")
+    npz = path.with_suffix(".npz")
+    _check_out_folder("--out", npz.parent, path)
+    for written in (npz, npz.with_suffix(".json")):
+        if written.is_dir():
+            raise UsageError(f"--out {str(path)!r}: {str(written)!r} is a folder, and the result writes that file")
 
 
 def _cmd_run(args) -> int:
     _check_out(args.out)
+    if args.checkpoint_every is not None and args.checkpoint is None and not args.resume:
+        raise UsageError(f"--checkpoint-every {args.checkpoint_every:g} writes nothing without --checkpoint FILE (or "
+                         f"--resume, whose checkpoint defaults to OUT.ckpt.npz)")
+    if args.checkpoint is not None:
+        _check_writable("--checkpoint", args.checkpoint)
     _configure_jax(args.x64)
     _configure_scale(args)
     from . import regimes
@@ -373,11 +385,13 @@ def _cmd_run(args) -> int:
     checkpoint = args.checkpoint
     if args.resume and checkpoint is None:
         checkpoint = (args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")).with_suffix(".ckpt.npz")
+    args.checkpoint_path = checkpoint  # for the Ctrl-C message
     res = simulate(
         args.seed, model, regime, num_chains=args.num_chains, num_generations=args.num_generations,
         num_samples=schedule, path=path, trajectories=args.trajectories, chunk_size=args.chunk_size,
         progress=not args.no_progress, truth=truth, chain_offset=args.chain_offset, devices=args.devices,
-        pad_chains=args.pad_chains, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+        pad_chains=args.pad_chains, checkpoint=checkpoint,
+        checkpoint_every=60.0 if args.checkpoint_every is None else args.checkpoint_every,
         resume=args.resume, stop_when_absorbed=args.stop_when_absorbed, compact=args.compact,
         real_data=real_data, reference=reference,
     )
@@ -413,12 +427,20 @@ def _cmd_run(args) -> int:
         print(f"  note: --dim {dim} >= M_1 = {int(sizes[0])}: a fit on fewer than d + 1 points has a singular "
               f"covariance (rank <= M - 1), so det_ratio = 0, log_det_ratio = -inf and kl_truth_model = +inf in "
               f"the result file wherever that holds, by construction")
+    if args.model == "regression" and not args.ridge:
+        rows = args.design_rows if args.design == "fixed" else int(sizes.min())
+        features = args.model_size or dim
+        if abs(rows - features) <= 1:
+            print(f"  note: a ridgeless fit on {rows} rows with {features} features (|rows - d| <= 1) has an infinite "
+                  f"expected test error (E tr of the inverse or pseudo-inverse Gram matrix is infinite there), so the "
+                  f"mean over chains above estimates nothing; read the median, or use |rows - d| >= 2 or --ridge > 0")
     return 0
 
 
 def _cmd_sweep(args) -> int:
     from .sweep import expand, load_spec
 
+    _check_out_folder("--out", args.out)
     spec = load_spec(args.spec)
     cells = expand(spec)  # validate before starting JAX
     _configure_jax(bool(args.x64 or spec.get("x64", False)))
@@ -718,13 +740,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             what = "the cells finished so far are written and listed in index.json; --resume continues"
         else:
+            kept = getattr(args, "checkpoint_path", None)
             what = "no result file written" + (
-                " (the --checkpoint file is kept: --resume continues)" if getattr(args, "checkpoint", None) else "")
+                f" (the checkpoint {str(kept)!r} is kept: --resume continues)" if kept is not None and kept.exists()
+                else "")
         print(f"\ncollapse-theory {args.command}: interrupted; {what}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `collapse-theory list | head`: the reader left; end quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:  # a file system error after the checks (a full disk, a vanished folder)
+        print(f"collapse-theory {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,6 +53,24 @@ def options_of(obj) -> dict:
     return {f.name: _option_value(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
+def describe(value):
+    """``value`` (parameters, arrays, dataclasses) for a result's ``config``, JSON-ready: small arrays in full,
+    larger ones as ``{"shape", "dtype", "sha256"}`` (:func:`options_of`'s rule)."""
+    return _option_value(value)
+
+
+def fingerprint(tree) -> list[dict]:
+    """Every array leaf of ``tree`` as ``{"shape", "dtype", "sha256"}``, whatever its size (a dataset)."""
+    import jax
+
+    out = []
+    for leaf in jax.tree.leaves(tree):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        out.append({"shape": list(array.shape), "dtype": str(array.dtype),
+                    "sha256": hashlib.sha256(array.tobytes()).hexdigest()[:16]})
+    return out
+
+
 def _option_value(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"type": type(value).__name__, **options_of(value)}
@@ -173,6 +191,10 @@ def save_result(result, path) -> None:
         "dims": {"summary/*/mean": ["generation"], "summary/*/quantiles": ["generation", "quantile"],
                  "trajectories/*": ["generation", "chain"], "final_params/*": ["chain", "..."]},
     }
+    for written in (path, path.with_suffix(".json")):  # checked before either file is written
+        if written.is_dir():
+            raise ValueError(f"path={str(path)!r} is out of range: {str(written)!r} is a folder, and a result writes "
+                             f"that file")
     text = json.dumps(to_jsonable(meta), indent=2, sort_keys=True)
     buf = _pyio.BytesIO()
     np.savez_compressed(buf, meta=np.array(text), **arrays)

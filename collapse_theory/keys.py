@@ -41,8 +41,9 @@ def root_key(seed: int) -> jax.Array:
     """Typed root key of a run from its integer seed."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed={seed!r} must be a Python int")
-    if seed < 0:
-        raise ValueError(f"seed={seed} is out of range: need seed >= 0")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed} is out of range: need 0 <= seed < 2**32 (JAX keeps 32 bits of a seed in "
+                         f"float32 mode, so a larger seed would repeat a smaller one's stream there and not with x64)")
     return jax.random.key(seed)
 
 

@@ -139,7 +139,8 @@ def combine_moments(counts, means, sds):
         mb = np.asarray(mb, np.float64)
         m2b = np.square(np.asarray(sb, np.float64)) * (nb - 1)
         total = n + nb
-        delta = mb - mean
+        with np.errstate(invalid="ignore"):  # equal means (+inf and +inf included) differ by 0, not inf − inf
+            delta = np.where(mb == mean, 0.0, mb - mean)
         mean = mean + delta * (nb / total)
         m2 = m2 + m2b + np.square(delta) * (n * nb / total)
         n = total

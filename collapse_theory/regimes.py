@@ -169,6 +169,16 @@ class ReplaceGrown:
         """The whole pool at the last generation, :math:`\\sum_t M_t`."""
         return int(np.sum(sizes))
 
+    def check_sizes(self, sizes) -> None:
+        """Each generation draws the whole pool, :math:`\\sum_{k\\le t} M_k` rows: that count must fit the
+        engine's 32-bit counts, as M_t itself does."""
+        pool = np.cumsum(np.asarray(sizes, np.float64))
+        if pool[-1] > 2**31 - 1:
+            t = int(np.flatnonzero(pool > 2**31 - 1)[0]) + 1
+            raise ValueError(f"num_samples: ReplaceGrown draws sum_(k<=t) M_k = {pool[t - 1]:.4g} rows at generation "
+                             f"t={t}, out of range: need the pool <= 2**31 - 1 (32-bit counts); use fewer generations "
+                             f"or smaller M_t")
+
 
 @dataclasses.dataclass(frozen=True)
 class Accumulate:

@@ -13,12 +13,26 @@ import dataclasses
 
 import numpy as np
 
+MAX_SIZE = 2**31 - 1
+"""Largest M_t: the engine's per-generation counts and row indices are 32-bit integers."""
+
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}={value!r} must be an int")
     if value < minimum:
         raise ValueError(f"{name}={value} is out of range: need {name} >= {minimum}")
+
+
+def _checked(schedule, sizes: np.ndarray) -> np.ndarray:
+    """``sizes`` (float or int) as int64, or a ValueError naming the first generation above :data:`MAX_SIZE`."""
+    too_big = ~(np.asarray(sizes, np.float64) <= MAX_SIZE)
+    if np.any(too_big):
+        t = int(np.flatnonzero(too_big)[0]) + 1
+        given = schedule.size if isinstance(schedule, Constant) else repr(schedule)
+        raise ValueError(f"num_samples={given} gives M_{t} = {float(sizes[t - 1]):.4g} at generation t={t}, out of "
+                         f"range: need M_t <= 2**31 - 1 = {MAX_SIZE} (32-bit counts and row indices)")
+    return np.asarray(sizes).astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +45,7 @@ class Constant:
         _check_positive_int("num_samples", self.size)
 
     def sizes(self, num_generations: int) -> np.ndarray:
-        return np.full(num_generations, self.size, dtype=np.int64)
+        return _checked(self, np.full(num_generations, self.size, dtype=np.int64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +60,7 @@ class Linear:
         _check_positive_int("slope", self.slope, minimum=0)
 
     def sizes(self, num_generations: int) -> np.ndarray:
-        return self.first + self.slope * np.arange(num_generations, dtype=np.int64)
+        return _checked(self, self.first + self.slope * np.arange(num_generations, dtype=np.float64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +77,8 @@ class PowerLaw:
 
     def sizes(self, num_generations: int) -> np.ndarray:
         t = np.arange(1, num_generations + 1, dtype=np.float64)
-        return np.rint(self.first * t**self.exponent).astype(np.int64)
+        with np.errstate(over="ignore"):  # inf is refused by name below
+            return _checked(self, np.rint(self.first * t**self.exponent))
 
 
 Schedule = Constant | Linear | PowerLaw

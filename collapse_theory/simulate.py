@@ -51,7 +51,7 @@ from . import io as _io
 from . import keys
 from .keys import FIT, INIT, METRIC, TRUTH, derive_key, root_key
 from .models.base import has_exact_path
-from .regimes import AccumulateSubsample, Layout, Replace, Sizes
+from .regimes import AccumulateSubsample, Layout, Replace, ReplaceGrown, Sizes
 from .schedules import as_schedule
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -635,6 +635,22 @@ def _check_call(key, model, regime) -> None:
                              f"(e.g. {example}; see collapse_theory.{'models' if name == 'model' else 'regimes'})")
 
 
+def _check_size_precision(sizes: np.ndarray, regime) -> None:
+    """Every sample size the run reads (M_t, and the pool Σ_{k<=t} M_k that ReplaceGrown draws) is an integer the
+    working float dtype holds exactly: float32 rounds integers above 2**24 (M = 16 777 217 ran as 16 777 216)."""
+    dtype = jnp.zeros(()).dtype
+    read = [("num_samples", np.asarray(sizes, np.float64))]
+    if isinstance(regime, ReplaceGrown) or isinstance(getattr(regime, "inner", None), ReplaceGrown):
+        read.append(("the ReplaceGrown pool sum_(k<=t) M_k", np.cumsum(sizes, dtype=np.float64)))
+    for what, values in read:
+        inexact = values.astype(dtype).astype(np.float64) != values
+        if np.any(inexact):
+            t = int(np.flatnonzero(inexact)[0]) + 1
+            raise ValueError(f"{what} = {int(values[t - 1])} at generation t={t} is not exact in {dtype.name}, which "
+                             f"rounds integers above 2**24: enable float64 (jax.config.update('jax_enable_x64', True), "
+                             f"or --x64) or keep the sizes <= 2**24")
+
+
 def _shape_mismatch(given, expected) -> str | None:
     """How the pytree ``given`` differs from ``expected`` (ShapeDtypeStructs), comparing ``expected``'s shapes
     with ``shape(given)`` by leaf; None when they agree."""
@@ -800,6 +816,9 @@ def simulate(
     num_chains = _positive_int("num_chains", num_chains)
     num_generations = _positive_int("num_generations", num_generations)
     chain_offset = _positive_int("chain_offset", chain_offset, minimum=0)
+    if chain_offset + num_chains > 2**31 - 1:
+        raise ValueError(f"chain_offset={chain_offset} with num_chains={num_chains} is out of range: chain ids are "
+                         f"32-bit, need chain_offset + num_chains <= 2**31 - 1")
     if path not in PATHS:
         raise ValueError(f"path={path!r} is not one of {PATHS}")
     if chain_batch is not None:
@@ -822,6 +841,7 @@ def simulate(
         model.check_sizes(sizes, path)
     if hasattr(regime, "check_sizes"):
         regime.check_sizes(sizes)
+    _check_size_precision(sizes, regime)
     min_samples = getattr(model, "min_samples", 1)
     if sizes.min() < min_samples:
         t_bad = int(np.argmin(sizes)) + 1
@@ -891,17 +911,26 @@ def simulate(
             stop_when_absorbed or compact or fast_compile):
         plan = dataclasses.replace(plan, noise_block=_noise_block(run_model, num_chains))
     if path == "sample":
+        like = truth if truth is not None else model.init(jax.random.key(0))
+        example = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), like)
+        width = sum(math.prod(leaf.shape[1:]) for leaf in jax.tree.leaves(example))
+        itemsize = jnp.zeros(()).dtype.itemsize
         rows_per_chain = regime.buffer_rows(layout)
         if rows_per_chain:
-            like = truth if truth is not None else model.init(jax.random.key(0))
-            example = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), like)
-            width = sum(math.prod(leaf.shape[1:]) for leaf in jax.tree.leaves(example))
-            nbytes = rows_per_chain * (width + 1) * num_chains * jnp.zeros(()).dtype.itemsize
+            nbytes = rows_per_chain * (width + 1) * num_chains * itemsize
             if nbytes > _MAX_BUFFER_BYTES:
                 raise ValueError(
                     f"regime={type(regime).__name__} on the sample path needs a {nbytes / 2**30:.1f} GiB buffer "
                     f"({num_chains} chains x {rows_per_chain} rows): use path='exact', fewer chains or generations"
                 )
+        # one generation's draw, for every chain of a batch at once (ReplaceGrown draws the whole pool's rows)
+        drawn = layout.m_max * (num_generations if isinstance(regime, ReplaceGrown) else 1)
+        nbytes = drawn * width * (chain_batch or num_chains) * itemsize
+        if nbytes > _MAX_BUFFER_BYTES:
+            raise ValueError(
+                f"num_samples: the sample path draws {drawn} rows per chain per generation, {nbytes / 2**30:.1f} GiB "
+                f"for {chain_batch or num_chains} chains at once (limit {_MAX_BUFFER_BYTES / 2**30:.0f} GiB): use "
+                f"path='exact' where the model has one, a smaller chain_batch or smaller M_t")
     seed = key if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else None
     root = root_key(int(seed)) if seed is not None else key
     mesh, total_chains, lapack_guard = None, num_chains, None
@@ -918,8 +947,10 @@ def simulate(
     real_j = None if real_data is None else jax.tree.map(jnp.asarray, real_data)
     ref_j = None if reference is None else jax.tree.map(jnp.asarray, reference)
     state = _init_state(plan, root, truth_j, real_j, chains)
-    table = (jnp.asarray(sizes, jnp.int32), jnp.asarray(np.cumsum(sizes), jnp.int32))
-    table = jax.tree.map(lambda a: a.astype(jnp.zeros(()).dtype), table)
+    # M_t and Σ_{k<=t} M_k in the working float dtype (schedules keep M_t < 2**31; _check_size_precision keeps
+    # every size a model reads exact in float32)
+    table = jax.tree.map(lambda a: jnp.asarray(a, jnp.zeros(()).dtype),
+                         (np.asarray(sizes, np.float64), np.cumsum(sizes, dtype=np.float64)))
     config = {
         "model": type(model).__name__,
         "model_options": _io.options_of(model),
@@ -938,6 +969,9 @@ def simulate(
         "real_source": "dataset" if real_data is not None else "truth",
         "per_chain_truth": plan.chain_truth,
         "reference": "truth" if reference_is_truth else "given",
+        # what the chains start from: runs of other truths or datasets are different runs (merge refuses them)
+        "truth": None if truth is None else _io.describe(truth),
+        "real_data": None if real_data is None else _io.fingerprint(real_data),
     }
     if mesh is not None:
         config["devices"] = int(mesh.size)

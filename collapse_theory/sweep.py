@@ -27,6 +27,10 @@ Each other cell's truth is the model's ``params()``: for ``gmm`` equal weights, 
 (Shumailov et al.'s setting), for ``kde`` its default dataset (``Blobs()``; set ``capacity`` to the rows the regime
 hands a fit, ``models.kde.capacity_for``).
 
+``path`` defaults to ``"sample"``, as in :func:`~collapse_theory.simulate.simulate` (``collapse-theory run``
+instead picks the exact path where the model and regime have one): give ``path = "exact"`` for the Gaussian,
+categorical and regression families, or their cells run the slower sample-level path.
+
 ``quantiles``, ``metrics`` and the ``*_options`` tables are taken as given (a list there is a value, not an
 axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes.
 

@@ -429,3 +429,49 @@ def test_figures_run_each_experiment_in_its_own_precision_and_check_out_first(tm
     assert "lies under" in capsys.readouterr().err and not (blocker.parent / "x64.txt").exists()
     assert main(["demo", "tails", "--out", str(blocker / "x.gif")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_sizes_seeds_and_chain_ids_beyond_32_bits_are_refused(capsys):
+    """M = 3·10⁹ wrapped to a negative int32 (every categorical chain fixed at once; NaN for the Gaussian), seed 2³²
+    repeated seed 0's stream in float32 mode, chain_offset 2³¹ raised an OverflowError traceback, and a power-law
+    exponent of 30 ran for minutes: each is now a usage error before any work."""
+    for argv, message in (
+            (["--model", "categorical", "--num-samples", "3000000000"], "need M_t <= 2**31 - 1"),
+            (["--model", "categorical", "--num-samples", "1000000000", "--regime", "replace-grown"],
+             "ReplaceGrown draws sum_(k<=t) M_k = 3e+09"),
+            (["--model", "gaussian", "--ddof", "1", "--schedule", "power", "--exponent", "30"], "M_2 = 1.074e+11"),
+            (["--model", "categorical", "--num-samples", "16777217"], "is not exact in float32"),
+            (["--model", "categorical", "--seed", str(2**32)], "need 0 <= seed < 2**32"),
+            (["--model", "categorical", "--chain-offset", str(2**31)], "need chain_offset + num_chains <= 2**31 - 1"),
+            (["--model", "gaussian", "--ddof", "1", "--path", "sample", "--num-samples", "100000000"],
+             "37.3 GiB for 100 chains at once")):
+        assert main(["run", *argv, "--num-chains", "100", "--num-generations", "3", "--no-progress"]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_run_checks_its_files_before_the_work(tmp_path, capsys, monkeypatch):
+    """A --out under a file, a --out whose .npz or .json name is a folder, a --checkpoint under a file and a
+    --checkpoint-every with no checkpoint failed after the whole run (with a traceback, or leaving an .npz without
+    its sidecar) or were ignored; a ridgeless regression with |rows − d| <= 1 printed a finite mean of an infinite
+    expectation without a word."""
+    engine = sys.modules["collapse_theory.simulate"]
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulate ran before the paths were checked")
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    (tmp_path / "e.json").mkdir()
+    monkeypatch.setattr(engine, "simulate", never)
+    for extra, message in (
+            (["--out", str(blocker / "x.npz")], "is a file, not a folder"),
+            (["--out", str(tmp_path / "e.npz")], "is a folder, and the result writes that file"),
+            (["--out", str(tmp_path / "r.npz"), "--checkpoint", str(blocker / "c.npz")], "does not exist"),
+            (["--out", str(tmp_path / "r.npz"), "--checkpoint-every", "5"], "writes nothing without --checkpoint")):
+        assert main(["run", "--ddof", "1", "--num-chains", "4", "--no-progress", *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "file"]
+    monkeypatch.undo()
+    assert main(["run", "--model", "regression", "--dim", "10", "--num-samples", "11", "--num-chains", "20",
+                 "--num-generations", "2", "--no-progress", "--out", str(tmp_path / "r.npz")]) == 0
+    assert "has an infinite expected test error" in capsys.readouterr().out

@@ -124,6 +124,20 @@ def test_merge_rejects_mismatched_inputs(parts):
         merge_results([a, altered(b, config={"model_options": {"dim": 1, "ddof": 0}})])
     with pytest.raises(ValueError, match="num_generations"):
         merge_results([a, altered(b, config={"num_generations": 7})])
+    # the truth is part of the run: a Zipf(2) job and a uniform job of the same sizes are not one run
+    other = simulate(3, MODEL, num_chains=7, chain_offset=5, trajectories=True,
+                     truth=MODEL.params(mean=0.5, cov=2.0), **KW)
+    assert a.config["truth"] != other.config["truth"]
+    with pytest.raises(ValueError, match="config differs: truth"):
+        merge_results([a, other])
+
+
+def test_combine_moments_keeps_infinite_means():
+    """Two parts whose mean is +inf (kl_truth_model of a chain that lost a category) merged into NaN: inf − inf."""
+    with np.errstate(all="raise"):
+        mean, _ = combine_moments([3, 4], [np.array([np.inf, 1.0]), np.array([np.inf, 2.0])],
+                                  [np.array([np.nan, 1.0]), np.array([np.nan, 1.0])])
+    assert mean[0] == np.inf and mean[1] == pytest.approx(11 / 7)
 
 
 def _interrupt_at(monkeypatch, call, after_running=False):
