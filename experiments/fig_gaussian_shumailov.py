@@ -70,11 +70,7 @@ def plot(data: dict, *, num_chains: int, num_generations: int, seed: int):
     from collapse_theory import plotting
 
     fig, (ax_mu, ax_sd) = plotting.new_figure(1, 2, figsize=(7.0, 3.5))
-    for ax in (ax_mu, ax_sd):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        plotting.plain_log_ticks(ax, "y")
-        ax.set_xlabel("generation t (number of fits)")
+    plotting.log_log_axes(ax_mu, ax_sd)
     handles, labels = [], []
     for m, marker in zip(SAMPLE_SIZES, MARKERS, strict=True):
         d = data[m]

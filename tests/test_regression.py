@@ -340,4 +340,7 @@ def test_theory_values_from_the_notes():
     assert th.downstream_ridge_isotropic([0, 1, 3, 6], 200, 400, 600, 0.1, 0.25, 1.0, 1.0) == pytest.approx(
         [0.1768, 0.5457, 1.284, 2.390], abs=1e-3)
     assert th.noiseless_weight_norm(3, 40, 20, "fresh") == pytest.approx(0.125)
+    # the bias: ||w0||² − 2 E<Qw0, w0> + E||Qw0||² with E Q = (T0/d)^n I (fresh) or P0 (fixed, idempotent)
+    assert th.noiseless_excess_risk(3, 40, 20, "fresh") == pytest.approx(0.875)
+    assert th.noiseless_excess_risk([1, 5], 40, 10, "fixed", weight_norm_sq=2.0) == pytest.approx([1.5, 1.5])
     assert th.optimal_ridge_exponent(2.0, 0.375, 0.0, 1.0) == pytest.approx(2.0 / 2.5)

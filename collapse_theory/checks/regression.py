@@ -167,7 +167,7 @@ def _noiseless(quick, seed):
         model = LinearRegression(dim=d, noise_sd=0.0, design=design, design_rows=t0 if design == "fixed" else None)
         res = simulate(seed, model, num_chains=_chains(quick, 4000), num_generations=4, num_samples=t0,
                        compiler_options=FAST_COMPILE,
-                       path="exact", metrics=["relative_weight_norm"], quantiles=())
+                       path="exact", metrics=["relative_weight_norm", "excess_risk"], quantiles=())
         for n in (2, 4):
             out.append(_measure(
                 f"E ||ŵ_n||²/||w0||² at n={n}, {design} design", res.mean("relative_weight_norm")[n - 1],
@@ -175,6 +175,12 @@ def _noiseless(quick, seed):
                 th.noiseless_weight_norm(n, d, t0, design), th.noiseless_weight_norm(n, d, t0, planted_design),
                 n=n, d=d, T0=t0, design=design, num_chains=res.num_chains,
             ))
+        out.append(_measure(  # ‖w0‖² = 1 (the model's default truth)
+            f"E ||ŵ_n − w0||² at n=4, {design} design", res.mean("excess_risk")[3],
+            res.summary["excess_risk"]["sd"][3], res.num_chains,
+            th.noiseless_excess_risk(4, d, t0, design), th.noiseless_excess_risk(4, d, t0, planted_design),
+            n=4, d=d, T0=t0, design=design, num_chains=res.num_chains,
+        ))
     return out
 
 
@@ -182,7 +188,8 @@ register(Check(
     name="regression-noiseless-overparametrised",
     family="regression",
     reference=DEMYSTIFIED + ", Thms 4.5/4.6 (exact finite-sample form)",
-    formula="σ0 = 0, T0 < d, min-norm fits: E||ŵ_n||²/||w0||² = T0/d (fixed X0) or (T0/d)^n (independent X_m)",
+    formula="σ0 = 0, T0 < d, min-norm fits: E||ŵ_n||²/||w0||² = T0/d (fixed X0) or (T0/d)^n (independent X_m); "
+            "the bias E||ŵ_n − w0||²/||w0||² is 1 minus that",
     planted="the other design's formula (fixed ↔ independent)",
     run=_noiseless,
 ))

@@ -34,6 +34,7 @@ __all__ = [
     "suptitle",
     "wrap_text",
     "plain_log_ticks",
+    "log_log_axes",
     "report_saved",
     "run_figure",
 ]

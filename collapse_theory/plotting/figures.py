@@ -177,6 +177,15 @@ def plain_log_ticks(ax, axis: str = "y") -> None:
     target.set_minor_formatter(formatter(labelOnlyBase=False))
 
 
+def log_log_axes(*axes, xlabel: str = "generation t (number of fits)") -> None:
+    """Log x and y scales, plain y tick labels (:func:`plain_log_ticks`) and the x label, on each of ``axes``."""
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_ticks(ax, "y")
+        ax.set_xlabel(xlabel)
+
+
 def theory_vs_simulation(
     ax,
     t,

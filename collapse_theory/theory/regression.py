@@ -60,6 +60,7 @@ __all__ = [
     "isotropic_kappa",
     "downstream_ridge_isotropic",
     "noiseless_weight_norm",
+    "noiseless_excess_risk",
     "mixture_noise_term",
     "mixture_mean_shift",
     "mixture_plateau",
@@ -277,6 +278,24 @@ def noiseless_weight_norm(num_fits, dim, rows, design="fixed", weight_norm_sq=1.
     ratio = min(t0 / d, 1.0)
     values = ratio * np.ones(n.shape) if design == "fixed" else ratio ** n.astype(np.float64)
     return _out(_nonneg("weight_norm_sq", weight_norm_sq) * values, n)
+
+
+def noiseless_excess_risk(num_fits, dim, rows, design="fixed", weight_norm_sq=1.0):
+    r"""The same chain's error :math:`E\|\hat w_n - w_0\|^2` (the bias jump ΔBias of Dohmatob et al. Thms
+    4.5/4.6, exact in finite samples): :math:`\|w_0\|^2 (1 - T_0/d)` (fixed design) and
+    :math:`\|w_0\|^2 (1 - (T_0/d)^n)` (fresh designs).
+
+    Derivation: :math:`\hat w_n = Q w_0` with :math:`Q = P_{n-1}\cdots P_0`, so :math:`E\|\hat w_n - w_0\|^2 =
+    \|w_0\|^2 - 2 E\langle Q w_0, w_0\rangle + E\|Q w_0\|^2`; a uniformly random T0-dimensional projection has
+    :math:`E P = (T_0/d) I`, and independent ones multiply, so the middle term is twice
+    :func:`noiseless_weight_norm`'s value (a fixed design repeats one projection, :math:`P_0^n = P_0`).
+
+    Examples:
+      >>> float(noiseless_excess_risk(3, 40, 20, "fresh"))
+      0.875
+    """
+    norm = noiseless_weight_norm(num_fits, dim, rows, design, weight_norm_sq)
+    return _nonneg("weight_norm_sq", weight_norm_sq) - norm
 
 
 def _mixture_args(num_total, dim, p2):
