@@ -911,7 +911,7 @@ def simulate(
             stop_when_absorbed or compact or fast_compile):
         plan = dataclasses.replace(plan, noise_block=_noise_block(run_model, num_chains))
     if path == "sample":
-        like = truth if truth is not None else model.init(jax.random.key(0))
+        like = truth if truth is not None else jax.eval_shape(model.init, jax.random.key(0))
         example = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), like)
         width = sum(math.prod(leaf.shape[1:]) for leaf in jax.tree.leaves(example))
         itemsize = jnp.zeros(()).dtype.itemsize

@@ -12,7 +12,7 @@ weights vanish exponentially. Exact in finite samples
 
 Sizes: d = 100, T0 = 50 (φ0 = d/T0 = 2, as the paper's d = 300, T0 = 150, at a third of its size: the fixed-design
 exact step decomposes a d × d matrix per chain and generation). Exact sufficient-statistic path, ‖w0‖ = 1.
-Full: 400 chains × 12 generations (about a minute on 2 cores); ``--quick``: 60 chains × 6 generations.
+Full: 400 chains × 12 generations (about 15 s on 2 cores); ``--quick``: 60 chains × 6 generations.
 
 Run: ``python experiments/fig_regression_noiseless.py [--quick] [--out figures] [--seed 0]``.
 """
