@@ -62,6 +62,19 @@ class Sizes(NamedTuple):
     pool: jax.Array
 
 
+def check_exact_sizes(what: str, sizes) -> None:
+    """Sample sizes a run reads are integers the working float dtype holds exactly: float32 rounds integers above
+    2**24 (M = 16 777 217 ran as 16 777 216)."""
+    values = np.asarray(sizes, np.float64)
+    dtype = jnp.zeros(()).dtype
+    inexact = values.astype(dtype).astype(np.float64) != values
+    if np.any(inexact):
+        t = int(np.flatnonzero(inexact)[0]) + 1
+        raise ValueError(f"{what} = {int(values[t - 1])} at generation t={t} is not exact in {dtype.name}, which "
+                         f"rounds integers above 2**24: enable float64 (jax.config.update('jax_enable_x64', True), "
+                         f"or --x64) or keep the sizes <= 2**24")
+
+
 def _mask(num_rows: int, count) -> jax.Array:
     return (jnp.arange(num_rows) < count).astype(jnp.zeros(()).dtype)
 
@@ -178,6 +191,7 @@ class ReplaceGrown:
             raise ValueError(f"num_samples: ReplaceGrown draws sum_(k<=t) M_k = {pool[t - 1]:.4g} rows at generation "
                              f"t={t}, out of range: need the pool <= 2**31 - 1 (32-bit counts); use fewer generations "
                              f"or smaller M_t")
+        check_exact_sizes("the ReplaceGrown pool sum_(k<=t) M_k", pool)
 
 
 @dataclasses.dataclass(frozen=True)

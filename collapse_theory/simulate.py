@@ -51,7 +51,7 @@ from . import io as _io
 from . import keys
 from .keys import FIT, INIT, METRIC, TRUTH, derive_key, root_key
 from .models.base import has_exact_path
-from .regimes import AccumulateSubsample, Layout, Replace, ReplaceGrown, Sizes
+from .regimes import AccumulateSubsample, Layout, Replace, ReplaceGrown, Sizes, check_exact_sizes
 from .schedules import as_schedule
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -635,22 +635,6 @@ def _check_call(key, model, regime) -> None:
                              f"(e.g. {example}; see collapse_theory.{'models' if name == 'model' else 'regimes'})")
 
 
-def _check_size_precision(sizes: np.ndarray, regime) -> None:
-    """Every sample size the run reads (M_t, and the pool Σ_{k<=t} M_k that ReplaceGrown draws) is an integer the
-    working float dtype holds exactly: float32 rounds integers above 2**24 (M = 16 777 217 ran as 16 777 216)."""
-    dtype = jnp.zeros(()).dtype
-    read = [("num_samples", np.asarray(sizes, np.float64))]
-    if isinstance(regime, ReplaceGrown) or isinstance(getattr(regime, "inner", None), ReplaceGrown):
-        read.append(("the ReplaceGrown pool sum_(k<=t) M_k", np.cumsum(sizes, dtype=np.float64)))
-    for what, values in read:
-        inexact = values.astype(dtype).astype(np.float64) != values
-        if np.any(inexact):
-            t = int(np.flatnonzero(inexact)[0]) + 1
-            raise ValueError(f"{what} = {int(values[t - 1])} at generation t={t} is not exact in {dtype.name}, which "
-                             f"rounds integers above 2**24: enable float64 (jax.config.update('jax_enable_x64', True), "
-                             f"or --x64) or keep the sizes <= 2**24")
-
-
 def _shape_mismatch(given, expected) -> str | None:
     """How the pytree ``given`` differs from ``expected`` (ShapeDtypeStructs), comparing ``expected``'s shapes
     with ``shape(given)`` by leaf; None when they agree."""
@@ -841,7 +825,7 @@ def simulate(
         model.check_sizes(sizes, path)
     if hasattr(regime, "check_sizes"):
         regime.check_sizes(sizes)
-    _check_size_precision(sizes, regime)
+    check_exact_sizes("num_samples", sizes)
     min_samples = getattr(model, "min_samples", 1)
     if sizes.min() < min_samples:
         t_bad = int(np.argmin(sizes)) + 1
