@@ -20,6 +20,8 @@ Each regime implements both paths of the engine:
 
 * **sample level**: ``buffer_rows(layout)`` rows are preallocated per chain; ``assemble(...)`` returns
   ``(data, weights, buffer)`` where ``weights`` are frequency weights (0 = absent), so shapes never grow;
+  ``draw_rows(layout)`` is the number of sample rows a generation holds at once besides that buffer (the engine
+  refuses runs whose draws would not fit in memory; a regime without it is taken to draw ``m_max`` rows);
 * **exact**: ``assemble_stats(...)`` returns ``(stats, pool)`` for models with sufficient statistics;
   accumulation is a running :meth:`combine_stats`, O(1) memory per chain.
 
@@ -128,11 +130,18 @@ def _floyd_subset(key, pool_size, m: int, capacity: int | None = None) -> jax.Ar
     return jax.lax.fori_loop(0, m, table_step, start)[0]
 
 
+def _one_draw(layout) -> int:
+    """Rows held at once by a regime that draws one batch of :math:`M_t` rows per generation."""
+    return layout.m_max
+
+
 class _NoBuffer:
     exact = True
 
     def buffer_rows(self, layout) -> int:
         return 0
+
+    draw_rows = staticmethod(_one_draw)
 
     def init_pool(self, model, like):
         return jnp.zeros(())
@@ -167,11 +176,15 @@ class ReplaceGrown:
     def buffer_rows(self, layout) -> int:
         return 0
 
+    def draw_rows(self, layout) -> int:
+        """Every generation draws the largest pool, :math:`\\max_t M_t` times the number of generations."""
+        return layout.m_max * layout.total_generations
+
     def init_pool(self, model, like):
         return jnp.zeros(())
 
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
-        rows = layout.m_max * layout.total_generations
+        rows = self.draw_rows(layout)
         data = draw(key_for(SAMPLE), rows)
         return data, _mask(rows, sizes.pool), buffer
 
@@ -203,6 +216,8 @@ class Accumulate:
 
     def buffer_rows(self, layout) -> int:
         return layout.m_max * layout.total_generations
+
+    draw_rows = staticmethod(_one_draw)
 
     def _pool(self, key_for, t, sizes, m_max, draw, buffer):
         data_buf, weight_buf = buffer
@@ -296,6 +311,10 @@ class FreshFraction(_NoBuffer):
                     f"gamma={self.gamma!r} with num_samples={int(m[i])} (generation t={i + 2}) gives round(gamma*M) "
                     f"= {int(real[i])}: {what}; need {need} at every generation t >= 2")
 
+    def draw_rows(self, layout) -> int:
+        """A real and a synthetic batch of :math:`\\max_t M_t` rows each, joined."""
+        return 2 * layout.m_max
+
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
         m_max = layout.m_max
         n_real, n_synth = self._counts(sizes)
@@ -380,6 +399,10 @@ class Gate:
     def buffer_rows(self, layout) -> int:
         return self.inner.buffer_rows(layout)
 
+    def draw_rows(self, layout) -> int:
+        """The inner regime's draws; with retries, each draw and its round of further candidates at once."""
+        return draw_rows(self.inner, layout) * (2 if self.retries else 1)
+
     def init_pool(self, model, like):
         raise ValueError("regime=Gate has no exact path: its predicate acts on samples; use path='sample'")
 
@@ -426,6 +449,13 @@ class Gate:
             (data_buf, acc_buf), w_buf = new_buffer
             new_buffer = (data_buf, jnp.where(acc_buf > 0, w_buf, -1.0 - w_buf))
         return data, weights * accepted, new_buffer
+
+
+def draw_rows(regime, layout) -> int:
+    """Sample rows ``regime`` holds at once in one generation, its buffer aside (``m_max`` for a regime without a
+    ``draw_rows`` method)."""
+    method = getattr(regime, "draw_rows", None)
+    return _one_draw(layout) if method is None else int(method(layout))
 
 
 Regime = Replace | Accumulate | AccumulateSubsample | ReplaceGrown | FreshFraction | Gate

@@ -51,7 +51,7 @@ from . import io as _io
 from . import keys
 from .keys import FIT, INIT, METRIC, TRUTH, derive_key, root_key
 from .models.base import has_exact_path
-from .regimes import AccumulateSubsample, Layout, Replace, ReplaceGrown, Sizes, check_exact_sizes
+from .regimes import AccumulateSubsample, Layout, Replace, Sizes, check_exact_sizes, draw_rows
 from .schedules import as_schedule
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -907,8 +907,8 @@ def simulate(
                     f"regime={type(regime).__name__} on the sample path needs a {nbytes / 2**30:.1f} GiB buffer "
                     f"({num_chains} chains x {rows_per_chain} rows): use path='exact', fewer chains or generations"
                 )
-        # one generation's draw, for every chain of a batch at once (ReplaceGrown draws the whole pool's rows)
-        drawn = layout.m_max * (num_generations if isinstance(regime, ReplaceGrown) else 1)
+        # one generation's draws, for every chain of a batch at once (ReplaceGrown draws the whole pool's rows)
+        drawn = draw_rows(regime, layout)
         nbytes = drawn * width * (chain_batch or num_chains) * itemsize
         if nbytes > _MAX_BUFFER_BYTES:
             raise ValueError(

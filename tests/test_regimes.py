@@ -285,3 +285,28 @@ def test_exact_attribute_says_whether_the_exact_path_runs(regime):
     else:
         with pytest.raises(ValueError, match="no exact path"):
             run()
+
+
+def _always(row):
+    return row[0] == row[0]
+
+
+def test_draw_rows_counts_what_a_generation_holds_and_gates_wrap_it():
+    """The engine's memory check reads ``regimes.draw_rows``; it recognised ReplaceGrown by type, so a Gate around
+    ReplaceGrown was counted at M_t rows per draw instead of the pool's Σ M_k, and a 7 GiB draw went ahead. Each
+    regime states its draw; a regime without the method is taken to draw m_max rows."""
+    layout = regimes.Layout(10, 7)
+    grown = regimes.ReplaceGrown()
+    assert regimes.draw_rows(regimes.Replace(), layout) == 10
+    assert regimes.draw_rows(regimes.Accumulate(), layout) == 10
+    assert regimes.draw_rows(AccumulateSubsample(), layout) == 10
+    assert regimes.draw_rows(regimes.FreshFraction(0.5), layout) == 20
+    assert regimes.draw_rows(grown, layout) == 70
+    assert regimes.draw_rows(regimes.Gate(grown, _always), layout) == 70
+    assert regimes.draw_rows(regimes.Gate(grown, _always, retries=2), layout) == 140
+    assert regimes.draw_rows(object(), layout) == 10
+    # 1.6e7 pool rows x 120 chains x 4 (8) bytes = 7.2 (14.3) GiB per generation, refused before anything is traced
+    for regime in (grown, regimes.Gate(grown, _always)):
+        with pytest.raises(ValueError, match=r"draws 16000000 rows per chain per generation, (7\.2|14\.3) GiB"):
+            simulate(0, Gaussian(dim=1, ddof=0), regime, num_chains=120, num_generations=1600, num_samples=10_000,
+                     path="sample")

@@ -135,7 +135,7 @@ def _one_component(quick, seed):
             planted=float(gth.expected_log_det_ratio(n, m, d, 1)),
             params={"n": n, "num_chains": res.num_chains, "d": d, "M": m, "K": 1},
         ))
-    rows += _rows(res, "trace_ratio", fits[1:], lambda n: gth.expected_trace_ratio(n, m, 0),
+    rows += _rows(res, "trace_ratio", fits, lambda n: gth.expected_trace_ratio(n, m, 0),
                   lambda n: gth.expected_trace_ratio(n - 1, m, 0), d=d, M=m, K=1)
     return rows
 
