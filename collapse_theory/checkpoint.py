@@ -6,12 +6,17 @@ holds everything the host loop needs to continue after generation :math:`t`:
 * ``state/<i>``: the leaves of every chain's carry (parameters and the regime's buffer or pooled statistics), in
   ``jax.tree`` order, axis 0 = chain;
 * ``out/...``: the per-generation outputs of generations ``1..t`` (summaries and, if requested, trajectories);
-* ``meta``: JSON with ``t_done`` and a *fingerprint* of the run (model, regime, sizes, chains, offset, seed, x64,
-  metrics, quantiles, trajectories).
+* ``meta``: JSON with ``t_done``, a *fingerprint* of the run (model, regime, sizes, chains, offset, seed, x64,
+  metrics, quantiles, trajectories, truth, real data and reference) and the *origin* of the file (package version,
+  git description, JAX/NumPy/SciPy versions).
 
 Since every key is a function of (seed, chain, generation, purpose) and nothing else is carried, the state after
 generation :math:`t` is all a resumed run needs: resumed and uninterrupted runs agree bit for bit, whatever the
-chunk size or device count of either. A resumed run refuses a checkpoint whose fingerprint differs.
+chunk size of either (and, in float64, their device counts: float32 runs on other device counts can differ by a
+few ulps, see ``simulate``). A resumed run refuses a checkpoint whose fingerprint differs, or whose outputs do not
+match its ``t_done``; one written by other code or library versions is resumed with a warning, and the result's
+``metadata["resumed_from"]`` records that origin. ``simulate`` refuses ``snapshots`` with a checkpoint (earlier
+generations' parameters are not kept).
 
 Because each write replaces the file in one rename, a kill (or Ctrl-C) at any moment leaves either the previous
 checkpoint or the new one, never a truncated file.
@@ -19,6 +24,7 @@ checkpoint or the new one, never a truncated file.
 
 from __future__ import annotations
 
+import functools
 import io as _pyio
 import json
 import zipfile
@@ -32,8 +38,10 @@ FORMAT = "collapse_theory.checkpoint/1"
 
 
 def checkpoint_path(path) -> Path:
+    """The checkpoint file: ``path`` itself when it ends in ``.npz``, else ``path`` with ``.npz`` appended
+    (``run.ckpt`` -> ``run.ckpt.npz``; replacing the suffix made ``run.ckpt`` the result file ``run.npz``)."""
     path = Path(path)
-    return path if path.suffix == ".npz" else path.with_suffix(".npz")
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
 def fingerprint(config: dict, *, seed: int, x64: bool, metrics, quantiles, trajectories: bool) -> dict:
@@ -55,6 +63,20 @@ def _unflatten(flat: dict) -> dict:
     return out
 
 
+ORIGIN_KEYS = ("collapse_theory", "git", "jax", "jaxlib", "numpy", "scipy")
+
+
+def origin() -> dict:
+    """The code that wrote a checkpoint: package version, git description and library versions."""
+    return dict(_origin())
+
+
+@functools.lru_cache(maxsize=1)
+def _origin() -> tuple:
+    meta = _io.collect_metadata()
+    return tuple((k, meta[k]) for k in ORIGIN_KEYS)
+
+
 def save_checkpoint(path, *, fingerprint: dict, t_done: int, state_leaves, outputs) -> Path:
     """Write a checkpoint after generation ``t_done`` (``outputs``: nested dict of arrays, axis 0 = generation)."""
     path = checkpoint_path(path)
@@ -64,7 +86,7 @@ def save_checkpoint(path, *, fingerprint: dict, t_done: int, state_leaves, outpu
     if outputs is not None:
         _io._flatten("out", outputs, arrays)
     meta = {"format": FORMAT, "t_done": int(t_done), "num_state_leaves": len(state_leaves),
-            "fingerprint": fingerprint}
+            "fingerprint": fingerprint, "origin": origin()}
     buf = _pyio.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
     _io.atomic_write_bytes(path, buf.getvalue())
@@ -85,8 +107,22 @@ def load_checkpoint(path) -> dict:
         raise ValueError(f"checkpoint={str(path)!r} is not a readable checkpoint: {err}") from err
     if fmt != FORMAT:
         raise ValueError(f"checkpoint={str(path)!r} has format={fmt!r}: expected {FORMAT!r}")
-    return {"t_done": int(meta["t_done"]), "fingerprint": meta["fingerprint"], "state_leaves": leaves,
-            "outputs": _unflatten(flat) if flat else None}
+    outputs = _unflatten(flat) if flat else None
+    t_done = int(meta["t_done"])
+    rows = {int(np.shape(leaf)[0]) for leaf in _leaves(outputs)}
+    if rows - {t_done} or (outputs is None) != (t_done == 0):
+        raise ValueError(f"checkpoint={str(path)!r} is inconsistent: t_done={t_done} but its outputs have "
+                         f"{sorted(rows) or 'no'} rows")
+    return {"t_done": t_done, "fingerprint": meta["fingerprint"], "state_leaves": leaves, "outputs": outputs,
+            "origin": meta.get("origin")}
+
+
+def _leaves(tree) -> list:
+    if tree is None:
+        return []
+    if isinstance(tree, dict):
+        return [leaf for value in tree.values() for leaf in _leaves(value)]
+    return [tree]
 
 
 def check_fingerprint(saved: dict, current: dict, path) -> None:

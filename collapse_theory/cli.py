@@ -11,7 +11,9 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 MODELS = ("gaussian", "categorical", "regression", "gmm", "kde", "ngram", "vae")  # `run --model` families
@@ -329,6 +331,16 @@ def _cmd_run(args) -> int:
                          f"--resume, whose checkpoint defaults to OUT.ckpt.npz)")
     if args.checkpoint is not None:
         _check_writable("--checkpoint", args.checkpoint)
+        from .checkpoint import checkpoint_path
+
+        npz, ckpt = args.out.with_suffix(".npz"), checkpoint_path(args.checkpoint)
+        if ckpt.exists() and not args.resume:
+            raise UsageError(f"--checkpoint {str(args.checkpoint)!r}: {str(ckpt)!r} exists and would be overwritten: "
+                             f"add --resume to continue it, or delete it to start afresh")
+        if ckpt.resolve() in (npz.resolve(), npz.with_suffix(".json").resolve()):
+            raise UsageError(f"--checkpoint {str(args.checkpoint)!r} is the file {str(ckpt)!r}, which the result "
+                             f"--out {str(args.out)!r} writes: give the checkpoint another name, e.g. "
+                             f"{str(npz.with_suffix('.ckpt.npz'))!r}")
     _configure_jax(args.x64)
     _configure_scale(args)
     from . import regimes
@@ -385,7 +397,10 @@ def _cmd_run(args) -> int:
     checkpoint = args.checkpoint
     if args.resume and checkpoint is None:
         checkpoint = (args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")).with_suffix(".ckpt.npz")
-    args.checkpoint_path = checkpoint  # for the Ctrl-C message
+    if checkpoint is not None:
+        from .checkpoint import checkpoint_path
+
+        args.checkpoint_path = checkpoint_path(checkpoint)  # for the Ctrl-C message
     res = simulate(
         args.seed, model, regime, num_chains=args.num_chains, num_generations=args.num_generations,
         num_samples=schedule, path=path, trajectories=args.trajectories, chunk_size=args.chunk_size,
@@ -442,8 +457,10 @@ def _cmd_sweep(args) -> int:
 
     _check_out_folder("--out", args.out)
     spec = load_spec(args.spec)
+    if args.x64:  # --x64 overrides the spec
+        spec = {**spec, "x64": True}
     cells = expand(spec)  # validate before starting JAX
-    _configure_jax(bool(args.x64 or spec.get("x64", False)))
+    _configure_jax(bool(spec.get("x64", False)))
     args.distributed = False
     _configure_scale(args)
     from .sweep import run_sweep
@@ -726,17 +743,29 @@ def _cmd_list(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``, a batch scheduler's end of job), handled as Ctrl-C: a run with a checkpoint
+    writes it before it stops."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"run": _cmd_run, "sweep": _cmd_sweep, "merge": _cmd_merge, "check": _cmd_check,
                "figures": _cmd_figures, "demo": _cmd_demo,
                "list": _cmd_list}[args.command]
+    previous = None
+    if args.command in ("run", "sweep") and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handler(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:  # bad input, missing file or extra
         print(f"collapse-theory {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # results are written atomically: nothing half-written is left behind
+    except KeyboardInterrupt as err:  # results are written atomically: nothing half-written is left behind
         if args.command == "sweep":
             what = "the cells finished so far are written and listed in index.json; --resume continues"
         else:
@@ -744,14 +773,18 @@ def main(argv: list[str] | None = None) -> int:
             what = "no result file written" + (
                 f" (the checkpoint {str(kept)!r} is kept: --resume continues)" if kept is not None and kept.exists()
                 else "")
-        print(f"\ncollapse-theory {args.command}: interrupted; {what}", file=sys.stderr)
-        return 130
+        print(f"\ncollapse-theory {args.command}: {'terminated' if isinstance(err, Terminated) else 'interrupted'}; "
+              f"{what}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     except BrokenPipeError:  # `collapse-theory list | head`: the reader left; end quietly, as `ls | head` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as err:  # a file system error after the checks (a full disk, a vanished folder)
         print(f"collapse-theory {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

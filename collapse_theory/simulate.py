@@ -952,7 +952,8 @@ def simulate(
         "generation_index": "t = number of fits; t = 1 is the fit on real data",
         "real_source": "dataset" if real_data is not None else "truth",
         "per_chain_truth": plan.chain_truth,
-        "reference": "truth" if reference_is_truth else "given",
+        # the metrics' reference: runs against other references are different runs (merge and resume refuse them)
+        "reference": "truth" if reference_is_truth else {"given": _io.fingerprint(reference)},
         # what the chains start from: runs of other truths or datasets are different runs (merge refuses them)
         "truth": None if truth is None else _io.describe(truth),
         "real_data": None if real_data is None else _io.fingerprint(real_data),
@@ -975,8 +976,14 @@ def simulate(
     outputs: list = []
     t_done = 0
     ckpt = None
+    resumed_origin = None
     if checkpoint is not None:
         from . import checkpoint as _ckpt
+
+        if snapshots:
+            raise ValueError(f"snapshots={tuple(snapshots)} cannot be combined with checkpoint=: a checkpoint keeps "
+                             f"the chains' current state, not earlier generations' parameters, so a resumed run "
+                             f"would lose the snapshots taken before the interruption")
 
         if seed is None:
             raise ValueError("checkpoint= needs key= to be an int seed (a checkpoint records the seed, not a key)")
@@ -984,11 +991,19 @@ def simulate(
         fp = _ckpt.fingerprint(config, seed=int(seed), x64=bool(jax.config.jax_enable_x64), metrics=plan.metrics,
                                quantiles=quantiles, trajectories=plan.trajectories)
         ckpt = (_ckpt, ckpt_path, fp)
+        if resume and not ckpt_path.exists():
+            warnings.warn(f"resume=True: no checkpoint at {str(ckpt_path)!r}; starting from generation 1", stacklevel=2)
         if resume and ckpt_path.exists():
             saved = _ckpt.load_checkpoint(ckpt_path)
             _ckpt.check_fingerprint(saved["fingerprint"], fp, ckpt_path)
+            _check_saved_outputs(saved["outputs"], plan.trajectories, ckpt_path)
             state = _restore_state(state, saved["state_leaves"], num_chains, ckpt_path)
             t_done = saved["t_done"]
+            resumed_origin = saved["origin"]
+            if resumed_origin is not None and resumed_origin != _ckpt.origin():
+                warnings.warn(f"checkpoint={str(ckpt_path)!r} was written by other code or libraries "
+                              f"({resumed_origin}): generations 1..{t_done} come from it (recorded in the result's "
+                              f"metadata['resumed_from'])", stacklevel=2)
             if saved["outputs"] is not None and t_done > 0:
                 outputs.append(saved["outputs"])
     if mesh is not None:
@@ -1075,6 +1090,8 @@ def simulate(
         metadata["mesh"] = {"axis": "chains", "size": int(mesh.size)}
     if t_done:
         metadata["resumed_from_generation"] = t_done
+        if resumed_origin is not None:
+            metadata["resumed_from"] = resumed_origin
     if stop_when_absorbed:
         metadata["absorbed_at_generation"] = absorbed_at
     if compact:
@@ -1118,6 +1135,18 @@ def _save_checkpoint(ckpt, committed, outputs, num_chains):
     if jax.process_index() != 0:  # multi-host: every process gathers, process 0 writes
         return path
     return module.save_checkpoint(path, fingerprint=fp, t_done=t_done, state_leaves=leaves, outputs=done)
+
+
+def _check_saved_outputs(outputs, trajectories: bool, path) -> None:
+    """A checkpoint's outputs hold the summaries and, when the run keeps them, the trajectories of the same
+    metrics (a file missing some would silently drop them from the result)."""
+    if outputs is None:
+        return
+    summary = set(outputs.get("summary", {}))
+    kept = set(outputs.get("trajectories", {}))
+    if not summary or (trajectories and kept != summary) or (not trajectories and kept):
+        raise ValueError(f"checkpoint={str(path)!r} is inconsistent: summaries of {sorted(summary)} and "
+                         f"trajectories of {sorted(kept)} for a run with trajectories={trajectories}")
 
 
 def _restore_state(state, saved_leaves, num_chains, path):

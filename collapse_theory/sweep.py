@@ -39,9 +39,12 @@ parameters, file and status (rewritten atomically after each cell). Cells that s
 model, regime, path, chain count, generations and, on the sample path, sample sizes; seeds and (exact path)
 sample sizes are run-time arguments — are run back to back in one *group*, so each group compiles once; the index
 records each group's number of compilations. With ``resume`` a cell whose result file exists is skipped, provided
-that file records the same cell parameters and x64 setting (otherwise ``ValueError``: a changed spec never keeps
-stale cells). Every cell's seed, model, regime and sample sizes are checked before the first cell runs (the
-n-gram and VAE set-ups, which train a classifier or draw a corpus, when their cell runs); errors name the cell.
+the ``.npz`` itself records the same cell parameters and x64 setting (otherwise ``ValueError``: a changed spec
+never keeps stale cells). ``trajectories``, ``stop_when_absorbed``, ``compact`` and ``x64`` must be booleans (the
+string ``"false"`` would count as true); a grid that repeats a cell is refused (pooled cells would count that run
+twice); a spec's ``x64`` must match JAX's setting when :func:`run_sweep` is called from Python (the CLI sets it).
+Every cell's seed, model, regime and sample sizes are checked before the first cell runs (the n-gram and VAE
+set-ups, which train a classifier or draw a corpus, when their cell runs); errors name the cell.
 """
 
 from __future__ import annotations
@@ -49,12 +52,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import zipfile
 from pathlib import Path
 
 _KEYS = ("model", "model_options", "regime", "regime_options", "path", "num_chains", "num_generations",
          "num_samples", "seed", "seeds", "metrics", "quantiles", "trajectories", "chunk_size", "x64",
          "stop_when_absorbed", "compact", "gate", "gate_retries")
 _AS_VALUE = ("metrics", "quantiles", "x64")
+_FLAGS = ("trajectories", "stop_when_absorbed", "compact", "x64")  # true or false, nothing else
 
 
 def _model_classes():
@@ -76,7 +81,10 @@ def load_spec(path) -> dict:
         raise ValueError(f"spec={str(path)!r} does not exist")
     text = path.read_text()
     if path.suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+            import tomli as tomllib
 
         try:
             spec = tomllib.loads(text)
@@ -120,6 +128,9 @@ def expand(spec: dict) -> list[dict]:
             raise ValueError(f"spec needs {required!r}")
     if "seed" in spec and "seeds" in spec:
         raise ValueError("spec: give seed or seeds, not both")
+    if "x64" in spec and not isinstance(spec["x64"], bool):
+        raise ValueError(f"x64={spec['x64']!r} is not a boolean: write true or false (a string such as \"false\" "
+                         f"would count as true)")
     base = {k: v for k, v in spec.items() if k != "seeds"}
     base.setdefault("seed", spec.get("seeds", 0))
     axes = _axes(base)
@@ -182,11 +193,20 @@ def _check_cells(cells: list[dict]) -> None:
     against the model's minimum (models of the language-model and VAE set-ups are built when their cell runs)."""
     from .schedules import as_schedule
 
+    seen: dict[str, int] = {}
     for i, cell in enumerate(cells):
         with _cell_context(i, cell):
             seed = cell.get("seed", 0)
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise ValueError(f"seed={seed!r} is out of range: need an int seed")
+            for flag in _FLAGS:
+                if flag in cell and not isinstance(cell[flag], bool):
+                    raise ValueError(f"{flag}={cell[flag]!r} is not a boolean: write true or false (a string such "
+                                     f"as \"false\" would count as true)")
+            same = seen.setdefault(json.dumps(cell, sort_keys=True), i)
+            if same != i:
+                raise ValueError(f"the grid repeats cell {same}: the same run twice would be counted twice when "
+                                 f"the cells are pooled; remove the repeated axis value")
             if cell["model"] in _SETUPS:
                 continue
             model, regime, _, _ = _build(cell)
@@ -208,17 +228,21 @@ def _cell_fingerprint(cell: dict) -> str:
 
 
 def _check_kept(path: Path, cell: dict, index: int) -> None:
-    """Refuse to keep a cell file that another spec (or x64 setting) wrote: resuming must not mix runs."""
-    sidecar = path.with_suffix(".json")
+    """Refuse to keep a cell file that another spec (or x64 setting) wrote: resuming must not mix runs. The record
+    read is the one inside the ``.npz`` (the data's own): the ``.json`` sidecar is written after it, so an
+    interruption between the two writes can leave a sidecar of the previous run beside new data."""
+    import numpy as np
+
     try:
-        saved = json.loads(sidecar.read_text())["metadata"].get("sweep_params")
-    except (OSError, ValueError, KeyError, TypeError):
+        with np.load(path, allow_pickle=False) as f:
+            saved = json.loads(str(f["meta"]))["metadata"].get("sweep_params")
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         saved = None
     want = _cell_fingerprint(cell)
     if saved != want:
         raise ValueError(
             f"resume: {path.name} (cell {index}) was written for other parameters than this spec's cell {index} "
-            f"({'no record in ' + sidecar.name if saved is None else 'recorded ' + saved}; this spec: {want}); "
+            f"({'no record in ' + path.name if saved is None else 'recorded ' + saved}; this spec: {want}); "
             f"use another --out folder, or delete the stale cell files to recompute them")
 
 
@@ -227,12 +251,19 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
 
     Returns the index (also written to ``out_dir/index.json``).
     """
+    import jax
+
     from . import io as _io
     from .simulate import _run_chunk, simulate
 
     if not isinstance(spec, dict):
         spec = load_spec(spec)
     cells = expand(spec)
+    if "x64" in spec:
+        if spec["x64"] != bool(jax.config.jax_enable_x64):
+            raise ValueError(f"the spec asks for x64={spec['x64']} but JAX runs with jax_enable_x64="
+                             f"{bool(jax.config.jax_enable_x64)}: set it first (jax.config.update('jax_enable_x64', "
+                             f"{spec['x64']})), or run the spec with `collapse-theory sweep`, which sets it")
     _check_cells(cells)  # every cell's cheap checks before the first one runs
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -189,6 +190,74 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         simulate(3, MODEL, num_chains=4, checkpoint=tmp_path / "bad.npz", resume=True, **KW)
+
+
+def test_resume_and_merge_refuse_another_reference_and_checkpoints_must_be_consistent(tmp_path, monkeypatch):
+    """Found by review: the metrics' ``reference`` was recorded as "given" only, so a run resumed (or merged) with
+    another reference spliced two different observables (sq_mean_error jumped from 0.16 to 27 at the resume point);
+    snapshots taken before an interruption were silently lost on resume; a checkpoint whose outputs disagree with
+    its t_done was accepted. Each is now refused; the writing code's versions travel with the checkpoint."""
+    ref_a, ref_b = MODEL.params(), MODEL.params(mean=np.array([5.0]))
+    ckpt = tmp_path / "c.npz"
+    _interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        simulate(3, MODEL, num_chains=4, reference=ref_a, checkpoint=ckpt, checkpoint_every=0, **KW)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="config.reference"):
+        simulate(3, MODEL, num_chains=4, reference=ref_b, checkpoint=ckpt, resume=True, **KW)
+    resumed = simulate(3, MODEL, num_chains=4, reference=ref_a, checkpoint=ckpt, resume=True, **KW)
+    assert resumed.metadata["resumed_from"]["collapse_theory"] == resumed.metadata["collapse_theory"]
+    a = simulate(3, MODEL, num_chains=4, reference=ref_a, **KW)
+    b = simulate(3, MODEL, num_chains=4, chain_offset=4, reference=ref_b, **KW)
+    with pytest.raises(ValueError, match="different runs"):
+        merge_results([a, b])
+    with pytest.raises(ValueError, match="snapshots=.* cannot be combined with checkpoint"):
+        simulate(3, MODEL, num_chains=4, snapshots=(2,), checkpoint=tmp_path / "s.npz", **KW)
+    # a checkpoint whose summaries have more rows than t_done
+    import collapse_theory.checkpoint as ckpt_module
+
+    saved = load_checkpoint(ckpt)
+    outputs = jax.tree.map(lambda x: np.concatenate([x, x[:1]]), saved["outputs"])
+    ckpt_module.save_checkpoint(tmp_path / "bad.npz", fingerprint=saved["fingerprint"], t_done=saved["t_done"],
+                                state_leaves=saved["state_leaves"], outputs=outputs)
+    with pytest.raises(ValueError, match="is inconsistent: t_done=6 but its outputs have \\[7\\] rows"):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_cli_checkpoint_names_and_sigterm(tmp_path, capsys, monkeypatch):
+    """``--checkpoint run.ckpt`` became ``run.npz`` (the suffix was replaced), which the result then overwrote; an
+    existing checkpoint was silently overwritten by a run without --resume; SIGTERM (timeout, kill, a scheduler)
+    left no final checkpoint. Now the name gets ``.npz`` appended, a checkpoint that is the result file or that
+    exists without --resume is refused, and SIGTERM is handled as Ctrl-C (exit 143)."""
+    from collapse_theory.checkpoint import checkpoint_path
+
+    assert checkpoint_path("a/run.ckpt") == Path("a/run.ckpt.npz") and checkpoint_path("r.npz") == Path("r.npz")
+    common = ["run", "--ddof", "1", "--num-chains", "4", "--num-generations", "6", "--num-samples", "6",
+              "--no-progress", "--chunk-size", "1", "--checkpoint-every", "0"]
+    out = tmp_path / "coll.npz"
+    assert main(common + ["--out", str(out), "--checkpoint", str(tmp_path / "coll")]) == 2
+    assert "which the result --out" in capsys.readouterr().err
+    assert main(common + ["--out", str(out), "--checkpoint", str(tmp_path / "coll.ckpt")]) == 0
+    assert (tmp_path / "coll.ckpt.npz").exists() and SimulationResult.load(out).num_chains == 4
+    assert main(common + ["--out", str(out), "--checkpoint", str(tmp_path / "coll.ckpt")]) == 2
+    assert "exists and would be overwritten: add --resume" in capsys.readouterr().err
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    original, calls = ENGINE._call_chunk, []
+
+    def terminated(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ENGINE, "_call_chunk", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    term_ckpt = tmp_path / "t.ckpt.npz"
+    assert main(common + ["--out", str(tmp_path / "t.npz"), "--checkpoint", str(term_ckpt)]) == 143
+    assert "terminated; no result file written (the checkpoint" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before and not (tmp_path / "t.npz").exists()
+    assert 0 < load_checkpoint(term_ckpt)["t_done"] < 6
 
 
 def test_one_device_mesh_equals_unsharded(parts):

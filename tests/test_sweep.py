@@ -150,6 +150,9 @@ def test_sweep_rejects_bad_names(tmp_path):
     ({"num_samples": [10, 1]}, r"cell 1 .*num_samples=1 is out of range: this model needs num_samples >= 2"),
     ({"seed": "zero"}, r"cell 0 .*seed='zero' is out of range: need an int seed"),
     ({"model_options": {"dim": [1, 0], "ddof": 1}}, r"cell 1 .*dim=0"),
+    ({"trajectories": "false"}, r"cell 0 .*trajectories='false' is not a boolean"),  # bool("false") is True
+    ({"seeds": [0, 0]}, r"cell 1 .*the grid repeats cell 0"),  # the same run twice, counted twice when pooled
+    ({"x64": "false"}, r"x64='false' is not a boolean"),
 ])
 def test_sweep_checks_every_cell_before_the_first_runs(tmp_path, spec, match):
     """A bad cell anywhere in the grid stops the sweep before any cell runs, naming the cell and its parameters
@@ -163,3 +166,24 @@ def test_sweep_checks_every_cell_before_the_first_runs(tmp_path, spec, match):
     broken.write_text('model = "gaussian\n')
     with pytest.raises(ValueError, match=r"grid.toml' is not valid TOML"):
         run_sweep(broken, tmp_path / "out")
+
+
+def test_sweep_resume_reads_the_record_inside_the_data_file_and_x64_must_match(tmp_path):
+    """The kept-cell check read the .json sidecar, which is written after the .npz: an interruption between the two
+    writes left new data beside an old sidecar, and resume kept another spec's data as this spec's cell. A spec's
+    x64 was ignored by ``run_sweep`` (the cells ran in JAX's current precision while the spec said otherwise)."""
+    import shutil
+
+    import jax
+
+    spec_a = {"model": "gaussian", "num_chains": 2, "num_generations": 2, "num_samples": 5, "path": "exact",
+              "model_options": {"dim": 1, "ddof": 1}, "quantiles": [0.5]}
+    spec_b = dict(spec_a, num_samples=50)
+    run_sweep(spec_a, tmp_path / "a")
+    run_sweep(spec_b, tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "cell_0000.npz", tmp_path / "a" / "cell_0000.npz")  # A's sidecar stays
+    with pytest.raises(ValueError, match="cell_0000.npz \\(cell 0\\) was written for other parameters"):
+        run_sweep(spec_a, tmp_path / "a", resume=True)
+    other = not jax.config.jax_enable_x64
+    with pytest.raises(ValueError, match=f"the spec asks for x64={other} but JAX runs with jax_enable_x64"):
+        run_sweep(dict(spec_a, x64=other), tmp_path / "c")
