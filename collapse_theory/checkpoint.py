@@ -108,21 +108,27 @@ def load_checkpoint(path) -> dict:
     if fmt != FORMAT:
         raise ValueError(f"checkpoint={str(path)!r} has format={fmt!r}: expected {FORMAT!r}")
     outputs = _unflatten(flat) if flat else None
-    t_done = int(meta["t_done"])
-    rows = {int(np.shape(leaf)[0]) for leaf in _leaves(outputs)}
+    _check_outputs(outputs, int(meta["t_done"]), bool(meta["fingerprint"].get("trajectories")), path)
+    return {"t_done": int(meta["t_done"]), "fingerprint": meta["fingerprint"], "state_leaves": leaves,
+            "outputs": outputs, "origin": meta.get("origin")}
+
+
+def _check_outputs(outputs, t_done: int, trajectories: bool, path) -> None:
+    """The outputs of a checkpoint hold ``t_done`` rows, the summaries and, when the run keeps them, the
+    trajectories of the same metrics (a file missing some would silently drop them from the result)."""
+    import jax
+
+    rows = {int(np.shape(leaf)[0]) for leaf in jax.tree.leaves(outputs)}
     if rows - {t_done} or (outputs is None) != (t_done == 0):
         raise ValueError(f"checkpoint={str(path)!r} is inconsistent: t_done={t_done} but its outputs have "
                          f"{sorted(rows) or 'no'} rows")
-    return {"t_done": t_done, "fingerprint": meta["fingerprint"], "state_leaves": leaves, "outputs": outputs,
-            "origin": meta.get("origin")}
-
-
-def _leaves(tree) -> list:
-    if tree is None:
-        return []
-    if isinstance(tree, dict):
-        return [leaf for value in tree.values() for leaf in _leaves(value)]
-    return [tree]
+    if outputs is None:
+        return
+    summary = set(outputs.get("summary", {}))
+    kept = set(outputs.get("trajectories", {}))
+    if not summary or (trajectories and kept != summary) or (not trajectories and kept):
+        raise ValueError(f"checkpoint={str(path)!r} is inconsistent: summaries of {sorted(summary)} and "
+                         f"trajectories of {sorted(kept)} for a run with trajectories={trajectories}")
 
 
 def check_fingerprint(saved: dict, current: dict, path) -> None:

@@ -984,7 +984,6 @@ def simulate(
             raise ValueError(f"snapshots={tuple(snapshots)} cannot be combined with checkpoint=: a checkpoint keeps "
                              f"the chains' current state, not earlier generations' parameters, so a resumed run "
                              f"would lose the snapshots taken before the interruption")
-
         if seed is None:
             raise ValueError("checkpoint= needs key= to be an int seed (a checkpoint records the seed, not a key)")
         ckpt_path = _ckpt.checkpoint_path(checkpoint)
@@ -996,7 +995,6 @@ def simulate(
         if resume and ckpt_path.exists():
             saved = _ckpt.load_checkpoint(ckpt_path)
             _ckpt.check_fingerprint(saved["fingerprint"], fp, ckpt_path)
-            _check_saved_outputs(saved["outputs"], plan.trajectories, ckpt_path)
             state = _restore_state(state, saved["state_leaves"], num_chains, ckpt_path)
             t_done = saved["t_done"]
             resumed_origin = saved["origin"]
@@ -1135,18 +1133,6 @@ def _save_checkpoint(ckpt, committed, outputs, num_chains):
     if jax.process_index() != 0:  # multi-host: every process gathers, process 0 writes
         return path
     return module.save_checkpoint(path, fingerprint=fp, t_done=t_done, state_leaves=leaves, outputs=done)
-
-
-def _check_saved_outputs(outputs, trajectories: bool, path) -> None:
-    """A checkpoint's outputs hold the summaries and, when the run keeps them, the trajectories of the same
-    metrics (a file missing some would silently drop them from the result)."""
-    if outputs is None:
-        return
-    summary = set(outputs.get("summary", {}))
-    kept = set(outputs.get("trajectories", {}))
-    if not summary or (trajectories and kept != summary) or (not trajectories and kept):
-        raise ValueError(f"checkpoint={str(path)!r} is inconsistent: summaries of {sorted(summary)} and "
-                         f"trajectories of {sorted(kept)} for a run with trajectories={trajectories}")
 
 
 def _restore_state(state, saved_leaves, num_chains, path):
