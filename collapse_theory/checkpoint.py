@@ -7,16 +7,18 @@ holds everything the host loop needs to continue after generation :math:`t`:
   ``jax.tree`` order, axis 0 = chain;
 * ``out/...``: the per-generation outputs of generations ``1..t`` (summaries and, if requested, trajectories);
 * ``meta``: JSON with ``t_done``, a *fingerprint* of the run (model, regime, sizes, chains, offset, seed, x64,
-  metrics, quantiles, trajectories, truth, real data and reference) and the *origin* of the file (package version,
-  git description, JAX/NumPy/SciPy versions).
+  metrics, quantiles, trajectories, truth, real data and reference), the *origin* of the file (package version,
+  git description, JAX/NumPy/SciPy versions) and the *run record* so far (wall time over every segment, the
+  generation at which every chain was absorbed, the XLA ``compiler_options``).
 
 Since every key is a function of (seed, chain, generation, purpose) and nothing else is carried, the state after
 generation :math:`t` is all a resumed run needs: resumed and uninterrupted runs agree bit for bit, whatever the
 chunk size of either (and, in float64, their device counts: float32 runs on other device counts can differ by a
 few ulps, see ``simulate``). A resumed run refuses a checkpoint whose fingerprint differs, or whose outputs do not
-match its ``t_done``; one written by other code or library versions is resumed with a warning, and the result's
-``metadata["resumed_from"]`` records that origin. ``simulate`` refuses ``snapshots`` with a checkpoint (earlier
-generations' parameters are not kept).
+match its ``t_done``; one written by other code, library versions or XLA ``compiler_options`` (which can change
+the last bits of float results, not their law) is resumed with a warning, and the result's
+``metadata["resumed_from"]`` records that origin and those options. ``simulate`` refuses ``snapshots`` with a
+checkpoint (earlier generations' parameters are not kept).
 
 Because each write replaces the file in one rename, a kill (or Ctrl-C) at any moment leaves either the previous
 checkpoint or the new one, never a truncated file.
@@ -77,8 +79,13 @@ def _origin() -> tuple:
     return tuple((k, meta[k]) for k in ORIGIN_KEYS)
 
 
-def save_checkpoint(path, *, fingerprint: dict, t_done: int, state_leaves, outputs) -> Path:
-    """Write a checkpoint after generation ``t_done`` (``outputs``: nested dict of arrays, axis 0 = generation)."""
+def save_checkpoint(path, *, fingerprint: dict, t_done: int, state_leaves, outputs, run: dict | None = None) -> Path:
+    """Write a checkpoint after generation ``t_done`` (``outputs``: nested dict of arrays, axis 0 = generation).
+
+    ``run`` is the run's record so far, carried into the resumed result's metadata: ``wall_time_s`` (seconds
+    spent up to this checkpoint, over every earlier segment), ``absorbed_at_generation`` and the
+    ``compiler_options`` the generations so far were compiled with (they can change the last bits, not the law,
+    so a resumed run with other options warns instead of refusing)."""
     path = checkpoint_path(path)
     arrays: dict[str, np.ndarray] = {}
     for i, leaf in enumerate(state_leaves):
@@ -86,7 +93,7 @@ def save_checkpoint(path, *, fingerprint: dict, t_done: int, state_leaves, outpu
     if outputs is not None:
         _io._flatten("out", outputs, arrays)
     meta = {"format": FORMAT, "t_done": int(t_done), "num_state_leaves": len(state_leaves),
-            "fingerprint": fingerprint, "origin": origin()}
+            "fingerprint": fingerprint, "origin": origin(), "run": _io.to_jsonable(run or {})}
     buf = _pyio.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
     _io.atomic_write_bytes(path, buf.getvalue())
@@ -94,7 +101,8 @@ def save_checkpoint(path, *, fingerprint: dict, t_done: int, state_leaves, outpu
 
 
 def load_checkpoint(path) -> dict:
-    """Inverse of :func:`save_checkpoint`: ``{"t_done", "fingerprint", "state_leaves", "outputs"}``."""
+    """Inverse of :func:`save_checkpoint`: ``{"t_done", "fingerprint", "state_leaves", "outputs", "origin",
+    "run"}`` (``run`` is ``{}`` for a checkpoint written without one)."""
     path = checkpoint_path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -110,7 +118,7 @@ def load_checkpoint(path) -> dict:
     outputs = _unflatten(flat) if flat else None
     _check_outputs(outputs, int(meta["t_done"]), bool(meta["fingerprint"].get("trajectories")), path)
     return {"t_done": int(meta["t_done"]), "fingerprint": meta["fingerprint"], "state_leaves": leaves,
-            "outputs": outputs, "origin": meta.get("origin")}
+            "outputs": outputs, "origin": meta.get("origin"), "run": meta.get("run") or {}}
 
 
 def _check_outputs(outputs, t_done: int, trajectories: bool, path) -> None:

@@ -169,7 +169,11 @@ def _flatten(prefix, tree, out):
 
 
 def save_result(result, path) -> None:
-    """Save a :class:`~collapse_theory.simulate.SimulationResult` to ``path`` (.npz) + ``path.json``."""
+    """Save a :class:`~collapse_theory.simulate.SimulationResult` to ``path`` (.npz) + ``path.json``.
+
+    Each file is written atomically; the ``.json`` is a readable copy of the ``meta`` record inside the ``.npz``,
+    which is authoritative (an interruption between the two writes can leave an older sidecar, never a torn
+    file; :func:`load_result` reads the ``.npz`` only)."""
     import io as _pyio
 
     path = Path(path)
@@ -188,6 +192,7 @@ def save_result(result, path) -> None:
     meta = {
         "config": result.config,
         "metadata": result.metadata,
+        "quantile_levels": np.asarray(result.quantile_levels).tolist(),  # for readers of the JSON alone
         "dims": {"summary/*/mean": ["generation"], "summary/*/quantiles": ["generation", "quantile"],
                  "trajectories/*": ["generation", "chain"], "final_params/*": ["chain", "..."]},
     }

@@ -197,8 +197,13 @@ def merge_results(inputs):
     config = dict(results[0].config)
     config["num_chains"] = total
     config["chain_offset"] = int(results[0].config.get("chain_offset", 0))
+    options = [r.config.get("compiler_options", {}) for r in results]
+    if any(o != options[0] for o in options):  # the same law; float bits can differ from one run's
+        how["compiler_options"] = ("the parts were compiled with different compiler_options (listed per part): "
+                                   "the same law, but the last bits can differ from a single run's")
     config["merge"] = how | {"parts": [{"source": n, "chain_offset": int(r.config.get("chain_offset", 0)),
-                                        "num_chains": c} for n, r, c in zip(names, results, counts, strict=True)]}
+                                        "num_chains": c, "compiler_options": o}
+                                       for n, r, c, o in zip(names, results, counts, options, strict=True)]}
     metadata = _io.collect_metadata(seed=results[0].metadata.get("seed"),
                                     wall_time_s=float(sum(r.metadata.get("wall_time_s", 0.0) for r in results)))
     metadata["x64"] = results[0].metadata.get("x64", metadata["x64"])

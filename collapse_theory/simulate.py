@@ -759,7 +759,10 @@ def simulate(
         whenever ``checkpoint_every`` seconds have passed, after the last chunk, and on Ctrl-C. Needs an int seed.
       checkpoint_every: seconds between checkpoints (0: after every chunk).
       resume: continue from ``checkpoint`` if it exists (the settings must match); the final result equals an
-        uninterrupted run bit for bit.
+        uninterrupted run bit for bit. Its metadata carry the checkpoint's record: ``wall_time_s`` sums every
+        segment (``wall_time_before_resume_s`` the earlier ones), ``absorbed_at_generation`` survives, and
+        ``resumed_from`` holds the writing code's versions and ``compiler_options`` (other options warn: they can
+        change the last bits).
       snapshots: generations t (1 ≤ t ≤ G) after which to keep every chain's parameters (e.g. to draw sample
         grids of generations 1, 5, 20); chunks end at these generations, which changes no result.
       chain_batch: advance the chains ``chain_batch`` at a time (a ``lax.map`` over batches, each vmapped)
@@ -977,6 +980,7 @@ def simulate(
     t_done = 0
     ckpt = None
     resumed_origin = None
+    wall_before, absorbed_before = 0.0, None  # the run record of a resumed checkpoint
     if checkpoint is not None:
         from . import checkpoint as _ckpt
 
@@ -997,11 +1001,21 @@ def simulate(
             _ckpt.check_fingerprint(saved["fingerprint"], fp, ckpt_path)
             state = _restore_state(state, saved["state_leaves"], num_chains, ckpt_path)
             t_done = saved["t_done"]
-            resumed_origin = saved["origin"]
-            if resumed_origin is not None and resumed_origin != _ckpt.origin():
+            resumed_origin = dict(saved["origin"] or {})
+            if saved["origin"] is not None and saved["origin"] != _ckpt.origin():
                 warnings.warn(f"checkpoint={str(ckpt_path)!r} was written by other code or libraries "
-                              f"({resumed_origin}): generations 1..{t_done} come from it (recorded in the result's "
+                              f"({saved['origin']}): generations 1..{t_done} come from it (recorded in the result's "
                               f"metadata['resumed_from'])", stacklevel=2)
+            record = saved["run"]
+            if "compiler_options" in record:
+                resumed_origin["compiler_options"] = record["compiler_options"]
+                if record["compiler_options"] != _io.to_jsonable(config["compiler_options"]):
+                    warnings.warn(f"checkpoint={str(ckpt_path)!r} was compiled with compiler_options="
+                                  f"{record['compiler_options']}, this run with {config['compiler_options']}: "
+                                  f"the last bits of float results can differ from an uninterrupted run (recorded "
+                                  f"in the result's metadata['resumed_from'])", stacklevel=2)
+            wall_before = float(record.get("wall_time_s", 0.0))
+            absorbed_before = record.get("absorbed_at_generation")
             if saved["outputs"] is not None and t_done > 0:
                 outputs.append(saved["outputs"])
     if mesh is not None:
@@ -1027,7 +1041,12 @@ def simulate(
     last_save = time.monotonic()
     run_plan = plan
     support_schedule = [[1, _slots(plan.model)]] if compact else None
-    absorbed_at = None
+    absorbed_at = absorbed_before
+
+    def run_record():  # what a checkpoint carries into the resumed result's metadata
+        return {"wall_time_s": wall_before + time.time() - start_time, "absorbed_at_generation": absorbed_at,
+                "compiler_options": config["compiler_options"]}
+
     try:
         while committed[2] < num_generations:
             t_start = committed[2] + 1
@@ -1071,11 +1090,11 @@ def simulate(
             bar.update(length)
             if ckpt is not None and (time.monotonic() - last_save >= checkpoint_every
                                      or committed[2] == num_generations):
-                _save_checkpoint(ckpt, committed, outputs, num_chains)
+                _save_checkpoint(ckpt, committed, outputs, num_chains, run_record())
                 last_save = time.monotonic()
     except KeyboardInterrupt:
         if ckpt is not None and committed[2] > t_done:
-            path_written = _save_checkpoint(ckpt, committed, outputs, num_chains)
+            path_written = _save_checkpoint(ckpt, committed, outputs, num_chains, run_record())
             print(f"\ninterrupted after generation {committed[2]}: checkpoint {path_written} "
                   f"(continue with resume=True / --resume)", file=sys.stderr)
         raise
@@ -1083,12 +1102,13 @@ def simulate(
         bar.close()
     state = committed[0]
     merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
-    metadata = _io.collect_metadata(seed=seed, wall_time_s=time.time() - start_time)
+    metadata = _io.collect_metadata(seed=seed, wall_time_s=wall_before + time.time() - start_time)
     if mesh is not None:
         metadata["mesh"] = {"axis": "chains", "size": int(mesh.size)}
     if t_done:
         metadata["resumed_from_generation"] = t_done
-        if resumed_origin is not None:
+        metadata["wall_time_before_resume_s"] = wall_before
+        if resumed_origin:
             metadata["resumed_from"] = resumed_origin
     if stop_when_absorbed:
         metadata["absorbed_at_generation"] = absorbed_at
@@ -1125,14 +1145,14 @@ def _to_host(tree):
     return to_host(tree)
 
 
-def _save_checkpoint(ckpt, committed, outputs, num_chains):
+def _save_checkpoint(ckpt, committed, outputs, num_chains, run):
     module, path, fp = ckpt
     state, count, t_done = committed
     leaves = [np.asarray(x)[:num_chains] for x in jax.tree.leaves(_to_host(state))]
     done = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs[:count]) if count else None
     if jax.process_index() != 0:  # multi-host: every process gathers, process 0 writes
         return path
-    return module.save_checkpoint(path, fingerprint=fp, t_done=t_done, state_leaves=leaves, outputs=done)
+    return module.save_checkpoint(path, fingerprint=fp, t_done=t_done, state_leaves=leaves, outputs=done, run=run)
 
 
 def _restore_state(state, saved_leaves, num_chains, path):

@@ -40,9 +40,11 @@ model, regime, path, chain count, generations and, on the sample path, sample si
 sample sizes are run-time arguments — are run back to back in one *group*, so each group compiles once; the index
 records each group's number of compilations. With ``resume`` a cell whose result file exists is skipped, provided
 the ``.npz`` itself records the same cell parameters and x64 setting (otherwise ``ValueError``: a changed spec
-never keeps stale cells). ``trajectories``, ``stop_when_absorbed``, ``compact`` and ``x64`` must be booleans (the
-string ``"false"`` would count as true); a grid that repeats a cell is refused (pooled cells would count that run
-twice); a spec's ``x64`` must match JAX's setting when :func:`run_sweep` is called from Python (the CLI sets it).
+never keeps stale cells); cell files beyond this spec's cells (an earlier, larger grid in the same folder) are
+named in a warning and in the index's ``unlisted_files``. ``trajectories``, ``stop_when_absorbed``, ``compact``
+and ``x64`` must be booleans (the string ``"false"`` would count as true); a grid that repeats a cell is refused
+(pooled cells would count that run twice); a spec's ``x64`` must match JAX's setting when :func:`run_sweep` is
+called from Python (the CLI sets it).
 Every cell's seed, model, regime and sample sizes are checked before the first cell runs (the n-gram and VAE
 set-ups, which train a classifier or draw a corpus, when their cell runs); errors name the cell.
 """
@@ -52,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -271,6 +274,14 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     for i, cell in enumerate(cells):
         groups.setdefault(_group_key(cell), []).append(i)
     index = {"spec": spec, "cells": [], "groups": []}
+    # cell files of an earlier, larger spec in the same folder: not this sweep's (named so a glob does not mix them)
+    unlisted = sorted(p.name for p in out_dir.glob("cell_*.npz")
+                      if not (p.stem[5:].isdigit() and int(p.stem[5:]) < len(cells)))
+    if unlisted:
+        index["unlisted_files"] = unlisted
+        warnings.warn(f"out_dir={str(out_dir)!r} holds {len(unlisted)} cell file(s) this spec does not list "
+                      f"({', '.join(unlisted[:3])}{', ...' if len(unlisted) > 3 else ''}): they are from another "
+                      f"spec; index.json lists them under 'unlisted_files'", stacklevel=2)
     entries = [None] * len(cells)
     for g, (_, members) in enumerate(groups.items()):
         before = _run_chunk._cache_size()

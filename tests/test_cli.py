@@ -61,6 +61,7 @@ def test_run_writes_npz_and_json(tmp_path, capsys):
     assert meta["metadata"]["seed"] == 3 and meta["metadata"]["x64"] is True
     assert meta["config"]["model_options"]["ddof"] == 1
     res = SimulationResult.load(out)
+    assert meta["quantile_levels"] == res.quantile_levels.tolist() and len(res.quantile_levels) > 0  # readable alone
     assert res.trajectories["log_variance"].shape == (12, 64)
     assert np.all(np.isfinite(res.mean("log_variance")))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"

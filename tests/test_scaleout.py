@@ -224,6 +224,51 @@ def test_resume_and_merge_refuse_another_reference_and_checkpoints_must_be_consi
         load_checkpoint(tmp_path / "bad.npz")
 
 
+def test_resumed_run_keeps_the_checkpoint_record(tmp_path, monkeypatch):
+    """Found by review: a resumed run's ``wall_time_s`` covered only its last segment, ``absorbed_at_generation``
+    was lost when the checkpoint already held the absorbed end of the run, and a resume under other XLA
+    ``compiler_options`` (which can change the last bits) went unremarked; merge recorded one part's options only.
+    The checkpoint now carries the run record, and merge lists each part's options."""
+    from collapse_theory.models.categorical import Categorical
+    from collapse_theory.simulate import FAST_COMPILE
+
+    ckpt = tmp_path / "c.npz"
+    _interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        simulate(3, MODEL, num_chains=4, checkpoint=ckpt, checkpoint_every=0, **KW)
+    monkeypatch.undo()
+    record = load_checkpoint(ckpt)["run"]
+    assert record["compiler_options"] == {} and record["wall_time_s"] > 0
+    # pretend the first segment took an hour: the resumed run's wall time includes it
+    import collapse_theory.checkpoint as ckpt_module
+
+    saved = load_checkpoint(ckpt)
+    ckpt_module.save_checkpoint(ckpt, fingerprint=saved["fingerprint"], t_done=saved["t_done"],
+                                state_leaves=saved["state_leaves"], outputs=saved["outputs"],
+                                run=dict(record, wall_time_s=3600.0))
+    with pytest.warns(UserWarning, match="compiled with compiler_options=\\{\\}, this run with"):
+        resumed = simulate(3, MODEL, num_chains=4, checkpoint=ckpt, resume=True, compiler_options=FAST_COMPILE,
+                           **KW)
+    assert 3600.0 < resumed.metadata["wall_time_s"] < 3600.0 + 600
+    assert resumed.metadata["wall_time_before_resume_s"] == 3600.0
+    assert resumed.metadata["resumed_from"]["compiler_options"] == {}
+    # every chain absorbed before the end: the finished checkpoint keeps the generation, a resume reports it
+    model = Categorical(5, max_samples=4)
+    common = dict(num_chains=16, num_generations=150, num_samples=4, path="exact", metrics=["fixed"],
+                  quantiles=(), stop_when_absorbed=True, checkpoint=tmp_path / "a.npz")
+    first = simulate(3, model, **common)
+    absorbed = first.metadata["absorbed_at_generation"]
+    assert absorbed is not None and absorbed < 150
+    again = simulate(3, model, resume=True, **common)
+    assert again.metadata["absorbed_at_generation"] == absorbed
+    np.testing.assert_array_equal(again.mean("fixed"), first.mean("fixed"))
+    # merge: parts compiled with other options are the same law; each part's options are listed
+    a = simulate(3, MODEL, num_chains=4, **KW)
+    b = simulate(3, MODEL, num_chains=4, chain_offset=4, compiler_options=FAST_COMPILE, **KW)
+    parts = merge_results([a, b]).config["merge"]["parts"]
+    assert [p["compiler_options"] for p in parts] == [{}, FAST_COMPILE]
+
+
 def test_cli_checkpoint_names_and_sigterm(tmp_path, capsys, monkeypatch):
     """``--checkpoint run.ckpt`` became ``run.npz`` (the suffix was replaced), which the result then overwrote; an
     existing checkpoint was silently overwritten by a run without --resume; SIGTERM (timeout, kill, a scheduler)

@@ -187,3 +187,17 @@ def test_sweep_resume_reads_the_record_inside_the_data_file_and_x64_must_match(t
     other = not jax.config.jax_enable_x64
     with pytest.raises(ValueError, match=f"the spec asks for x64={other} but JAX runs with jax_enable_x64"):
         run_sweep(dict(spec_a, x64=other), tmp_path / "c")
+
+
+def test_sweep_names_cell_files_of_a_larger_earlier_grid(tmp_path):
+    """Found by review: shrinking a grid and rerunning (or resuming) into the same folder left the dropped cells'
+    files beside the new ones, indistinguishable to a glob over ``cell_*.npz``. They are now named in a warning and
+    in the index's ``unlisted_files``."""
+    spec = {"model": "gaussian", "num_chains": 2, "num_generations": 2, "num_samples": [5, 6, 7], "path": "exact",
+            "model_options": {"dim": 1, "ddof": 1}, "quantiles": [0.5]}
+    first = run_sweep(spec, tmp_path)
+    assert "unlisted_files" not in first and len(first["cells"]) == 3
+    with pytest.warns(UserWarning, match="holds 1 cell file\\(s\\) this spec does not list \\(cell_0002.npz\\)"):
+        index = run_sweep(dict(spec, num_samples=[5, 6]), tmp_path, resume=True)
+    assert index["unlisted_files"] == ["cell_0002.npz"]
+    assert [c["status"] for c in index["cells"]] == ["done (kept)", "done (kept)"]
