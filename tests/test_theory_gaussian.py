@@ -153,15 +153,31 @@ def test_variance_of_variance_identity():
     assert g.variance_of_variance(30, 5) == pytest.approx(1.5**30 - 1, rel=1e-12)  # THEORY.md §2.1 MC pitfall
 
 
+def test_variance_of_variance_of_long_chains():
+    """Found by review: exp(2 log E σ²) underflowed to 0 while expm1(growth) overflowed, so a long MLE chain got NaN
+    (M = 10 from n ≈ 3550) and lost digits before it. For ddof=0, Var σ_n² = 0.99ⁿ − 0.81ⁿ at M = 10, sigma2=1."""
+    for n in (3520, 3550, 10**4):
+        assert g.variance_of_variance(n, 10, ddof=0) == pytest.approx(0.99**n - 0.81**n, rel=1e-10)
+    assert g.variance_of_variance(10**4, 10) == np.inf  # ddof=1: about e^2007, beyond float64
+    assert g.expected_variance_squared(3, 10, sigma2=1e300) == np.inf  # not an OverflowError from sigma2**2
+
+
 def test_std_power_special_cases():
     n = np.arange(0, 12)
     for ddof in (0, 1):
         for sizes in (4, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]):
             np.testing.assert_allclose(g.expected_std_power(0, n, sizes, ddof=ddof), 1.0)
+            # independent closed forms (review: comparing with expected_std / expected_variance compared a
+            # function with itself): E σ̂ = sqrt(2/(M-ddof)) Γ(M/2)/Γ((M-1)/2), E σ̂² = (M-1)/(M-ddof) per fit
+            ms = np.broadcast_to(np.asarray(sizes), (11,))
+            e1 = [math.sqrt(2 / (m - ddof)) * math.exp(math.lgamma(m / 2) - math.lgamma((m - 1) / 2)) for m in ms]
+            e2 = [(m - 1) / (m - ddof) for m in ms]
             np.testing.assert_allclose(g.expected_std_power(1, n, sizes, ddof=ddof),
-                                       g.expected_std(n, sizes, ddof=ddof), rtol=1e-14)
+                                       np.concatenate([[1.0], np.cumprod(e1)]), rtol=1e-12)
+            np.testing.assert_allclose(g.expected_std(n, sizes, ddof=ddof), np.concatenate([[1.0], np.cumprod(e1)]),
+                                       rtol=1e-12)
             np.testing.assert_allclose(g.expected_std_power(2, n, sizes, ddof=ddof),
-                                       g.expected_variance(n, sizes, ddof=ddof), rtol=1e-13)
+                                       np.concatenate([[1.0], np.cumprod(e2)]), rtol=1e-12)
             np.testing.assert_allclose(g.expected_std_power(4.0, n, sizes, ddof=ddof),
                                        g.expected_variance_squared(n, sizes, ddof=ddof), rtol=1e-12)
     # Suresh et al.'s s = 0.7 moment, direct Gamma-function form (THEORY.md §2.1), ddof=1.
@@ -202,6 +218,9 @@ def test_log_moments_by_quadrature():
 def test_log_variance_rate():
     for m in (2, 5, 10, 100):
         for ddof in (0, 1):
+            # E log(σ̂²/σ²) per fit = ψ((M-1)/2) + log(2/(M-ddof)), written out (not via the module's helper)
+            direct = special.digamma((m - 1) / 2) + math.log(2 / (m - ddof))
+            assert g.log_variance_rate(m, ddof) == pytest.approx(direct, rel=1e-13)
             assert 13 * g.log_variance_rate(m, ddof) == pytest.approx(g.expected_log_variance(13, m, ddof=ddof))
     # a.s. rate -1/(M-1) - 1/(3(M-1)^2) + O(M^-3) (THEORY.md §2.1); the M^-3 term vanishes:
     # psi(x) - log x = -1/(2x) - 1/(12x^2) + 1/(120x^4) - ..., x = (M-1)/2. Negative for every M.
@@ -320,9 +339,12 @@ def test_d_dim_reduces_to_one_dim():
                                    g.variance_of_log_variance(n, 6, ddof=ddof), rtol=1e-14)
         np.testing.assert_allclose(g.expected_det_ratio(n, 6, 1, ddof=ddof), g.expected_variance(n, 6, ddof=ddof),
                                    rtol=1e-13)
-        np.testing.assert_allclose(g.expected_trace_ratio(n, 6, ddof=ddof), g.expected_variance(n, 6, ddof=ddof))
+        # independent closed forms (review: the 1-D functions share these expressions' code): E tr ratio =
+        # ((M-1)/(M-ddof))^n, E‖μ_n-μ‖² = tr Σ Σ_{k<n} ((M-1)/(M-ddof))^k / M
+        q = 5 / (6 - ddof)
+        np.testing.assert_allclose(g.expected_trace_ratio(n, 6, ddof=ddof), q**n, rtol=1e-13)
         np.testing.assert_allclose(g.expected_mean_sq_norm(n, 6, ddof=ddof, trace=2.0),
-                                   g.expected_mean_sq_error(n, 6, ddof=ddof, sigma2=2.0))
+                                   [2.0 * sum(q**k for k in range(t)) / 6 for t in n], rtol=1e-13)
 
 
 def test_det_ratio_is_zero_when_m_not_above_d():
@@ -582,3 +604,17 @@ def test_validate_helpers():
     with pytest.raises(ValueError, match=r"num_samples=1 is out of range: need num_samples >= 2 for ddof=1 "
                                          r"\(an unbiased variance needs two samples\)"):
         _validate.sample_sizes(1, 3, minimum=2, reason=_validate.min_samples_for_ddof(1)[1])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: g.stationary_fresh_variance(10, float("nan")), r"gamma=nan is not finite: need gamma in \(0, 1\]"),
+    (lambda: g.expected_std(3, 10, sigma2=float("nan")), r"sigma2=nan is not finite: need finite sigma2 > 0"),
+    (lambda: g.expected_variance(2**70, 10), r"num_fits=\d+ is out of range: need \|num_fits\| <= 2\*\*62"),
+    (lambda: g.expected_variance(3, 1e300), r"num_samples=1e\+300 is out of range"),
+    (lambda: g.expected_variance(np.array([2**63], np.uint64), 10), r"num_fits=\[9223372036854775808\] is out of"),
+])
+def test_errors_name_the_allowed_range(call, match):
+    """Found by review: a NaN was refused as "not finite: need a finite real number" without the parameter's
+    range; integers beyond int64 raised a bare OverflowError, and a uint64 2**63 wrapped to a negative count."""
+    with pytest.raises(ValueError, match=match):
+        call()

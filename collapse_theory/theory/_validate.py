@@ -97,6 +97,8 @@ def require_int(name: str, value, minimum: int | None = None, *, reason: str = "
                 f"{name}={_fmt(value)} is not an integer: need an integer{bound}{suffix}"
             )
         result = int(as_float)
+    if abs(result) > 2**62:  # beyond int64 arithmetic (np.asarray of it raised a bare OverflowError)
+        raise ValueError(f"{name}={_fmt(value)} is out of range: need |{name}| <= 2**62")
     if minimum is not None and result < minimum:
         raise ValueError(
             f"{name}={_fmt(value)} is out of range: need {name}{bound}{suffix}"
@@ -147,6 +149,8 @@ def require_int_array(name: str, value, minimum: int | None = None, *, reason: s
             f"{name}={_fmt(value)} is not an integer array: need integers{bound}{suffix}"
             + (" (bools are rejected)" if arr.dtype.kind == "b" else "")
         )
+    if arr.dtype.kind == "u" and arr.size and arr.max() > 2**62:  # would wrap to a negative int64
+        raise ValueError(f"{name}={_fmt(value)} is out of range: need |{name}| <= 2**62")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name}={_fmt(value)} is not finite: need integers{bound}{suffix}")
@@ -179,8 +183,8 @@ def _contains_bool(value) -> bool:
     return False
 
 
-def require_finite(name: str, value) -> float:
-    r"""Return ``value`` as a finite Python ``float``, or raise ``ValueError``.
+def require_finite(name: str, value, need: str = "a finite real number") -> float:
+    r"""Return ``value`` as a finite Python ``float``, or raise ``ValueError`` ending in ``need: <need>``.
 
     Examples:
       >>> require_finite("s", 2)
@@ -189,10 +193,10 @@ def require_finite(name: str, value) -> float:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}={_fmt(value)} is not a real number: need a finite real number")
+        raise ValueError(f"{name}={_fmt(value)} is not a real number: need {need}")
     result = float(value)
     if not np.isfinite(result):
-        raise ValueError(f"{name}={_fmt(value)} is not finite: need a finite real number")
+        raise ValueError(f"{name}={_fmt(value)} is not finite: need {need}")
     return result
 
 
@@ -226,19 +230,21 @@ def require_in_interval(
       >>> require_in_interval("gamma", 0.25, 0.0, 1.0, lo_open=True)
       0.25
     """
-    result = require_finite(name, value)
+    suffix = f" {reason}" if reason else ""
+    if np.isinf(hi) and not np.isinf(lo):
+        need = f"finite {name} {'>' if lo_open else '>='} {_num(lo)}"
+    elif np.isinf(lo) and not np.isinf(hi):
+        need = f"finite {name} {'<' if hi_open else '<='} {_num(hi)}"
+    elif np.isinf(lo) and np.isinf(hi):
+        need = "a finite real number"
+    else:
+        left = "(" if lo_open or np.isinf(lo) else "["
+        right = ")" if hi_open or np.isinf(hi) else "]"
+        need = f"{name} in {left}{_num(lo)}, {_num(hi)}{right}"
+    result = require_finite(name, value, need + suffix)  # a NaN or a string names the range too
     too_low = result <= lo if lo_open else result < lo
     too_high = result >= hi if hi_open else result > hi
     if too_low or too_high:
-        suffix = f" {reason}" if reason else ""
-        if np.isinf(hi) and not np.isinf(lo):
-            need = f"finite {name} {'>' if lo_open else '>='} {_num(lo)}"
-        elif np.isinf(lo) and not np.isinf(hi):
-            need = f"finite {name} {'<' if hi_open else '<='} {_num(hi)}"
-        else:
-            left = "(" if lo_open or np.isinf(lo) else "["
-            right = ")" if hi_open or np.isinf(hi) else "]"
-            need = f"{name} in {left}{_num(lo)}, {_num(hi)}{right}"
         raise ValueError(f"{name}={_fmt(value)} is out of range: need {need}{suffix}")
     return result
 

@@ -409,7 +409,8 @@ def expected_variance_squared(num_fits, num_samples, ddof=1, sigma2=1.0):
     n = _fits(num_fits)
     sizes = _sizes(num_samples, n, ddof)
     log_m4 = _sum_over_fits(_per_fit(lambda m: _log_fourth(m, ddof), sizes), n)
-    return _out(sigma2**2 * np.exp(log_m4), n)
+    with np.errstate(over="ignore"):  # inf only where the true value exceeds the float64 range
+        return _out(np.exp(2.0 * np.log(sigma2) + log_m4), n)
 
 
 def _log_fourth(m: np.ndarray, ddof: int) -> np.ndarray:
@@ -430,10 +431,11 @@ def variance_of_variance(num_fits, num_samples, ddof=1, sigma2=1.0):
         \operatorname{Var}(\sigma_n^2) = \mathbb E\sigma_n^4 - (\mathbb E\sigma_n^2)^2
         = (\mathbb E\sigma_n^2)^2\Big[\prod_{i<n}\Big(1+\frac{2}{M_i-1}\Big) - 1\Big],
 
-    e.g. :math:`\sigma^4[((M+1)/(M-1))^n - 1]` for ``ddof=1``.  Computed with
-    ``expm1`` so small values keep full relative precision.  Exact for all
-    :math:`n`.  The relative standard error of a Monte-Carlo mean of
-    :math:`\sigma_n^2` over :math:`R` chains is
+    e.g. :math:`\sigma^4[((M+1)/(M-1))^n - 1]` for ``ddof=1``.  Computed in log space
+    with ``expm1``, so small values keep full relative precision and long chains neither underflow to NaN nor
+    lose digits (the result is ``inf`` only where the true value exceeds the float64 range).  Exact for
+    all :math:`n`.  The relative standard error of a Monte-Carlo mean of :math:`\sigma_n^2` over :math:`R`
+    chains is
     :math:`\sqrt{\prod(1+2/(M_i-1)) - 1}/\sqrt R` (THEORY.md §2.1 "MC pitfall").
 
     Args:
@@ -467,8 +469,12 @@ def variance_of_variance(num_fits, num_samples, ddof=1, sigma2=1.0):
             return np.where(k > 0, np.log1p(2.0 / np.maximum(k, 1.0)), np.inf)
 
     growth = _sum_over_fits(_per_fit(log_growth, sizes), n)
-    with np.errstate(invalid="ignore", over="ignore"):
-        vals = np.where(np.isfinite(log_mean), sigma2**2 * np.exp(2.0 * log_mean) * np.expm1(growth), 0.0)
+    # in log space: exp(2 log_mean) underflows to 0 while expm1(growth) overflows to inf for long chains (their
+    # product was NaN from n ≈ 3550 at M = 10, ddof = 0, and lost precision before)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_expm1 = np.where(growth > 1.0, growth + np.log(-np.expm1(-np.maximum(growth, 1.0))),
+                             np.log(np.expm1(np.minimum(growth, 1.0))))
+        vals = np.where(np.isfinite(log_mean), np.exp(2.0 * np.log(sigma2) + 2.0 * log_mean + log_expm1), 0.0)
     return _out(vals, n)
 
 
