@@ -240,6 +240,31 @@ def test_ddim_trace_ratio_and_mean_error(replace_3d):
                    label="d=3 E|mu-mu0|^2 with ddof swapped")
 
 
+def test_ddim_unbiased_chain_and_log_det_spread():
+    r"""§2.2 with ddof = 1 (review: every d-dim run used the MLE, so the unbiased d-dim formulas were only ever
+    the *wrong* formula of a power check): E tr ratio = 1, E log det ratio = n Σ_i[ψ((M−i)/2) + log(2/(M−1))],
+    and the spread of log det, Var = n Σ_i ψ'((M−i)/2), against the chains' sample variance (its SE from the
+    fourth moment, light-tailed here). Power: the ddof = 0 formulas, and a variance without the Bartlett shift."""
+    d, m, n, c = 3, 8, 4, 4000
+    res = simulate(5, Gaussian(dim=d, ddof=1), num_chains=c, num_generations=n, num_samples=m, path="exact",
+                   metrics=["trace_ratio", "log_det_ratio"], quantiles=(), trajectories=True)
+    assert_close_to_theory(res.mean("trace_ratio")[-1], res.se("trace_ratio")[-1],
+                           g.expected_trace_ratio(n, m, ddof=1), label="d=3 unbiased E trace ratio")
+    assert_rejects(res.mean("trace_ratio")[-1], res.se("trace_ratio")[-1], g.expected_trace_ratio(n, m, ddof=0),
+                   label="d=3 unbiased trace ratio with the MLE formula")
+    se = math.sqrt(g.variance_of_log_det_ratio(n, m, d, ddof=1) / c)
+    assert_close_to_theory(res.mean("log_det_ratio")[-1], se, g.expected_log_det_ratio(n, m, d, ddof=1),
+                           label="d=3 unbiased E log det")
+    assert_rejects(res.mean("log_det_ratio")[-1], se, g.expected_log_det_ratio(n, m, d, ddof=0),
+                   label="d=3 unbiased E log det with the MLE formula")
+    x = np.asarray(res.trajectories["log_det_ratio"][-1], np.float64)
+    var = np.var(x, ddof=1)
+    var_se = math.sqrt(np.var((x - x.mean()) ** 2, ddof=1) / c)
+    assert_close_to_theory(var, var_se, g.variance_of_log_det_ratio(n, m, d, ddof=1), label="d=3 Var log det")
+    wrong = n * sum(special.polygamma(1, (m - i + 1) / 2) for i in range(1, d + 1))  # Bartlett dof M-i+1
+    assert_rejects(var, var_se, wrong, label="d=3 Var log det with Bartlett dof M-i+1")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Accumulate chain, pooled MLE (d = 3) and pooled unbiased (d = 1) (THEORY.md §2.3)
 # ----------------------------------------------------------------------------------------------------------------
