@@ -289,13 +289,13 @@ def _explain_nonfinite_mean(res, name: str, path: str) -> None:
 
 
 def _check_writable(option: str, path: Path | None) -> None:
-    """An output file path that can be written: not a folder, in a folder that exists."""
+    """An output file path that can be written: not a folder, in a folder that exists or can be made (the atomic
+    writers make missing folders, as for ``--out``)."""
     if path is None:
         return
     if path.is_dir():
         raise UsageError(f"{option} {str(path)!r} is a folder: give a file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"{option} {str(path)!r}: its folder {str(path.parent)!r} does not exist")
+    _check_out_folder(option, path.parent, path)
 
 
 def _check_out_folder(option: str, folder: Path, given: Path | None = None) -> None:

@@ -321,8 +321,10 @@ def test_output_paths_and_selections_are_checked_before_the_work(tmp_path, capsy
     ``save`` adds."""
     assert main(["check", "--quick", "--json", str(tmp_path)]) == 2
     assert "is a folder: give a file name" in capsys.readouterr().err
-    assert main(["check", "--quick", "--markdown", str(tmp_path / "no" / "t.md")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["check", "--quick", "--markdown", str(tmp_path / "file" / "t.md")]) == 2
+    err = capsys.readouterr().err
+    assert "its folder" in err and "is a file, not a folder" in err
     assert main(["check", "--quick", "--name", "gaussian-replace-std", "--family", "kde"]) == 2
     assert "select no check together: the named checks belong to ['gaussian']" in capsys.readouterr().err
     junk = tmp_path / "junk.npz"
@@ -467,7 +469,7 @@ def test_run_checks_its_files_before_the_work(tmp_path, capsys, monkeypatch):
     for extra, message in (
             (["--out", str(blocker / "x.npz")], "is a file, not a folder"),
             (["--out", str(tmp_path / "e.npz")], "is a folder, and the result writes that file"),
-            (["--out", str(tmp_path / "r.npz"), "--checkpoint", str(blocker / "c.npz")], "does not exist"),
+            (["--out", str(tmp_path / "r.npz"), "--checkpoint", str(blocker / "c.npz")], "is a file, not a folder"),
             (["--out", str(tmp_path / "r.npz"), "--checkpoint-every", "5"], "writes nothing without --checkpoint")):
         assert main(["run", "--ddof", "1", "--num-chains", "4", "--no-progress", *extra]) == 2, extra
         assert message in capsys.readouterr().err, extra
