@@ -49,12 +49,14 @@ from .keys import GATE, REAL, SAMPLE, SUBSAMPLE
 
 
 class Layout(NamedTuple):
-    """Static sizes: ``m_max`` = max_t M_t (rows drawn per generation), ``total_generations`` of the run, and
-    ``constant_size`` (every M_t equals ``m_max``, so the valid pool rows are a prefix of the buffer)."""
+    """Static sizes: ``m_max`` = max_t M_t (rows drawn per generation), ``total_generations`` of the run,
+    ``constant_size`` (every M_t equals ``m_max``, so the valid pool rows are a prefix of the buffer) and
+    ``real_dataset`` (real rows come from a finite dataset, without replacement, not from the truth)."""
 
     m_max: int
     total_generations: int
     constant_size: bool = False
+    real_dataset: bool = False
 
 
 class Sizes(NamedTuple):
@@ -320,6 +322,14 @@ class FreshFraction(_NoBuffer):
         n_real, n_synth = self._counts(sizes)
         real = draw_real(key_for(REAL), m_max)
         synth = draw(key_for(SAMPLE), m_max)
+        if layout.real_dataset:
+            # generation 1 is all real: `draw` then returns dataset rows without replacement, and both parts are
+            # taken from that one draw, rows [0, n_real) and [n_real, M_1), so no dataset row is used twice (two
+            # independent draws overlapped: a dataset of exactly M_1 rows did not give its own fit)
+            first = t == 1
+            real = jax.tree.map(lambda a, b: jnp.where(first, b, a), real, synth)
+            synth = jax.tree.map(lambda b: jnp.where(first, jnp.roll(b, -n_real.astype(jnp.int32), axis=0), b),
+                                 synth)
         data = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), real, synth)
         return data, jnp.concatenate([_mask(m_max, n_real), _mask(m_max, n_synth)]), buffer
 
@@ -353,6 +363,10 @@ class Gate:
       candidates all fail keeps weight 0. Each slot passes with probability :math:`1-(1-a)^{R+1}`; the cost is
       R + 1 draws of the sampler per generation.
 
+    A training set can be left with too little weight for a fit: a Gaussian chain whose accepted rows weigh
+    :math:`\le` ddof in total has no variance estimate and stays NaN (``simulate`` then warns and records a note in
+    the metadata); ``retries`` and a larger :math:`M_t` make it rarer, and ``trajectories=True`` finds those chains.
+
     With an accumulating inner regime a rejected row keeps weight 0 in every later generation (the gate's verdict
     is stored with the pool: the buffer's weight column holds :math:`w` for accepted rows and :math:`-(1+w)` for
     rejected ones, decoded before the inner regime sees it). Rows flow through the inner regime as a pytree
@@ -385,6 +399,9 @@ class Gate:
     def __post_init__(self):
         if not (hasattr(self.inner, "assemble") and hasattr(self.inner, "buffer_rows")):
             raise ValueError(f"inner={self.inner!r} is not a regime: need an object with assemble and buffer_rows")
+        if isinstance(self.inner, Gate):
+            raise ValueError(f"inner={self.inner!r} is a Gate: gates do not nest; combine the predicates in one "
+                             f"(a function returning p(row) & q(row))")
         if not callable(self.predicate):
             raise ValueError(f"predicate={self.predicate!r} must be callable: row -> bool")
         try:
@@ -410,7 +427,12 @@ class Gate:
         raise ValueError("regime=Gate has no exact path: its predicate acts on samples; use path='sample'")
 
     def _accept(self, data):
-        return jax.vmap(self.predicate)(data).astype(bool)
+        verdict = jax.vmap(self.predicate)(data)
+        rows = jax.tree.leaves(data)[0].shape[0]
+        if jnp.shape(verdict) != (rows,):  # checked while tracing: a (1,)-shaped verdict broke the scan's carry
+            raise ValueError(f"predicate={self.predicate!r} returned shape {jnp.shape(verdict)[1:]} for one row: it "
+                             f"must return one bool scalar per row (e.g. jnp.all(...) over the row)")
+        return verdict.astype(bool)
 
     def assemble(self, key_for, t, sizes, layout, draw, draw_real, buffer):
         dtype = jnp.zeros(()).dtype

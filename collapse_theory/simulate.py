@@ -871,7 +871,7 @@ def simulate(
         quantiles = ()
     # The exact path never reads the layout: keep it out of the static plan so one program serves every M.
     if path == "sample":
-        layout = Layout(int(sizes.max()), num_generations, bool(np.all(sizes == sizes[0])))
+        layout = Layout(int(sizes.max()), num_generations, bool(np.all(sizes == sizes[0])), real_data is not None)
     else:
         layout = Layout(0, 0)
     run_model = model

@@ -162,3 +162,24 @@ def test_bad_gate_inputs():
         Gate(Replace(), _even, retries=1.5)
     with pytest.raises(ValueError, match="inner"):
         Gate("replace", _even)
+
+
+def _vector_verdict(row):
+    return row > 0  # shape (1,) for a 1-D row: not a scalar
+
+
+def test_gate_that_starves_a_chain_warns_and_bad_predicates_are_named():
+    """Found by review: a Gate that left a chain's training set with weight <= ddof made that chain NaN for good,
+    and every summary with it, without a word; a predicate returning one bool per coordinate failed with a scan
+    carry TypeError; nested gates failed inside the predicate. Now: a warning and a metadata note name the metrics
+    and the first NaN generation; the predicate's shape and the nesting are refused by name."""
+    with pytest.warns(RuntimeWarning, match=r"the mean over chains is NaN from generation t=2 on: some chains had "
+                                            r"a training set of total weight <= ddof=1"):
+        res = simulate(0, Gaussian(dim=1, ddof=1), Gate(Replace(), _positive), num_chains=200, num_generations=3,
+                       num_samples=4, metrics=["variance"], quantiles=())
+    assert np.isnan(res.mean("variance")[-1]) and any("NaN from generation t=2" in n for n in res.metadata["notes"])
+    with pytest.raises(ValueError, match=r"returned shape \(1,\) for one row: it must return one bool scalar"):
+        simulate(0, Gaussian(dim=1, ddof=1), Gate(Replace(), _vector_verdict), num_chains=4, num_generations=2,
+                 num_samples=4)
+    with pytest.raises(ValueError, match="gates do not nest"):
+        Gate(Gate(Accumulate(), _positive), _positive)

@@ -310,3 +310,16 @@ def test_draw_rows_counts_what_a_generation_holds_and_gates_wrap_it():
         with pytest.raises(ValueError, match=r"draws 16000000 rows per chain per generation, (7\.2|14\.3) GiB"):
             simulate(0, Gaussian(dim=1, ddof=0), regime, num_chains=120, num_generations=1600, num_samples=10_000,
                      path="sample")
+
+
+def test_fresh_fraction_first_generation_uses_each_dataset_row_once():
+    """Found by review: at t = 1 FreshFraction's real and synthetic parts were two independent draws from
+    ``real_data``, which overlapped; a dataset of exactly M rows gave each chain a different first fit instead of
+    the dataset's own (every other regime does). Now both parts come from one draw without replacement."""
+    data = np.random.default_rng(0).standard_normal((20, 1))
+    for regime in (regimes.FreshFraction(0.5), regimes.FreshFraction(0.3), regimes.Gate(regimes.FreshFraction(0.5),
+                                                                                          _always)):
+        res = simulate(0, Gaussian(dim=1, ddof=1), regime, real_data=data, num_chains=64, num_generations=2,
+                       num_samples=20, metrics=["variance"], quantiles=(0.0, 1.0),
+                       reference=Gaussian(dim=1, ddof=1).params())
+        np.testing.assert_allclose(res.summary["variance"]["quantiles"][0], np.var(data, ddof=1), rtol=1e-5)

@@ -281,12 +281,28 @@ class Gaussian:
         return GaussianParams(stats.mean, stats.factor, stats.log_scale - 0.5 * jnp.log(stats.count - self.ddof))
 
     def result_notes(self, summary: dict, path: str) -> list[str]:
-        """Warnings for ``simulate`` to raise: on the sample path, a log-scale metric whose mean over chains was
-        finite and later reaches −inf means some chain's fit became exactly singular (zero variance in some
-        direction) by losing digits, not by the law (which has log det > −inf at every finite t): the refit of raw
-        samples keeps about 7 (float32) or 16 (float64) digits, so a spread below |mean|·eps is lost."""
+        """Warnings for ``simulate`` to raise, on the sample path. A metric whose mean over chains is NaN: some chain
+        was fitted to a training set of total weight <= ddof (a :class:`~collapse_theory.regimes.Gate` can leave
+        one), which has no fit. A log-scale metric whose mean over chains was finite and later reaches −inf means
+        some chain's fit became exactly singular (zero variance in some direction) by losing digits, not by the law
+        (which has log det > −inf at every finite t): the refit of raw samples keeps about 7 (float32) or 16
+        (float64) digits, so a spread below |mean|·eps is lost."""
         if path != "sample":
             return []
+        notes = []
+        undefined = {}
+        for name, stats in summary.items():
+            bad = np.flatnonzero(np.isnan(np.asarray(stats["mean"])))
+            if bad.size:
+                undefined[name] = int(bad[0]) + 1
+        if undefined:
+            t = min(undefined.values())
+            notes.append(
+                f"{', '.join(sorted(undefined))}: the mean over chains is NaN from generation t={t} on: some chains "
+                f"had a training set of total weight <= ddof={self.ddof} (a Gate that accepted too few of the "
+                f"chain's synthetic rows), which has no {'MLE' if self.ddof == 0 else 'unbiased'} fit, and stay "
+                f"NaN, and so are the summaries over chains from then on; use the Gate's retries, a larger M, or "
+                f"trajectories=True to find and count those chains.")
         first = {}
         for name in ("log_det_ratio", "log_variance", "log_trace_ratio"):
             if name not in summary:
@@ -296,13 +312,14 @@ class Gaussian:
             if np.isfinite(mean[0]) and lost.size:
                 first[name] = int(lost[0]) + 1
         if not first:
-            return []
+            return notes
         t = min(first.values())
         where = "" if self.dim == 1 else " in some direction"
-        return [f"{', '.join(first)}: some chains reach -inf from generation t={t} on, after finite values: their "
-                f"fitted spread fell below |mean| x eps{where} and the sample-path refit lost it (digits, not the "
-                f"law). The exact path (path='exact') carries the spread in log scale; x64 delays this. Summaries "
-                f"from that generation on are biased."]
+        return notes + [
+            f"{', '.join(first)}: some chains reach -inf from generation t={t} on, after finite values: their "
+            f"fitted spread fell below |mean| x eps{where} and the sample-path refit lost it (digits, not the "
+            f"law). The exact path (path='exact') carries the spread in log scale; x64 delays this. Summaries "
+            f"from that generation on are biased."]
 
     # ----------------------------------------------------------------- observables
     def metrics(self, params: GaussianParams, reference: GaussianParams, key=None) -> dict[str, jax.Array]:
