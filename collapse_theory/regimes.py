@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Callable, NamedTuple
 
 import jax
@@ -290,8 +291,11 @@ class FreshFraction(_NoBuffer):
     closed = False
 
     def __post_init__(self):
-        if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and 0 < self.gamma <= 1):
-            raise ValueError(f"gamma={self.gamma!r} is out of range: need 0 < gamma <= 1")
+        g = self.gamma
+        if isinstance(g, bool) or not isinstance(g, numbers.Real):  # np.float32(0.5) is a number; True is not
+            raise ValueError(f"gamma={g!r} is not a real number: need 0 < gamma <= 1")
+        if not (math.isfinite(g) and 0 < g <= 1):
+            raise ValueError(f"gamma={g!r} is out of range: need 0 < gamma <= 1")
 
     def _counts(self, sizes):
         n_real = jnp.round(self.gamma * sizes.m)
@@ -302,7 +306,8 @@ class FreshFraction(_NoBuffer):
         real anyway): round(γ M_t) = 0 real rows (pure replace) or, with γ < 1, M_t real rows and no synthetic one
         (fresh real data only)."""
         m = np.asarray(sizes)[1:]
-        real = np.round(self.gamma * m)
+        dtype = np.dtype(jnp.zeros(()).dtype)  # round as the device does (float32 unless x64): near-half γM agree
+        real = np.round(np.asarray(self.gamma, dtype) * m.astype(dtype))
         for bad, what, need in (
                 (real < 1, "0 fresh real rows, so that generation would be pure replace", "round(gamma*M) >= 1"),
                 ((real >= m) & (self.gamma < 1), "no synthetic row, so that generation would be all real data",

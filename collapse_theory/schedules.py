@@ -10,6 +10,7 @@ the Wasserstein distance of the 1-D Gaussian chain, :math:`\tfrac32\sigma^2\sum_
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -72,6 +73,8 @@ class PowerLaw:
 
     def __post_init__(self):
         _check_positive_int("first", self.first)
+        if isinstance(self.exponent, bool) or not isinstance(self.exponent, numbers.Real):
+            raise ValueError(f"exponent={self.exponent!r} is not a real number: need a finite exponent >= 0")
         if not np.isfinite(self.exponent) or self.exponent < 0:
             raise ValueError(f"exponent={self.exponent} is out of range: need a finite exponent >= 0")
 

@@ -323,3 +323,16 @@ def test_fresh_fraction_first_generation_uses_each_dataset_row_once():
                        num_samples=20, metrics=["variance"], quantiles=(0.0, 1.0),
                        reference=Gaussian(dim=1, ddof=1).params())
         np.testing.assert_allclose(res.summary["variance"]["quantiles"][0], np.var(data, ddof=1), rtol=1e-5)
+
+
+def test_regime_and_schedule_numbers_are_checked_by_kind():
+    """Found by review: FreshFraction(np.float32(0.5)) was refused as "out of range" and FreshFraction(True) and
+    PowerLaw(5, True) were taken as 1; PowerLaw(5, '2') raised a NumPy TypeError."""
+    from collapse_theory.schedules import PowerLaw
+
+    assert regimes.FreshFraction(np.float32(0.5)).gamma == 0.5
+    for make, match in ((lambda: regimes.FreshFraction(True), "gamma=True is not a real number"),
+                        (lambda: PowerLaw(5, True), "exponent=True is not a real number"),
+                        (lambda: PowerLaw(5, "2"), "exponent='2' is not a real number")):
+        with pytest.raises(ValueError, match=match):
+            make()
