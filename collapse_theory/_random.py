@@ -6,15 +6,19 @@ every hash yields two 32-bit words. (``jax.random.uniform`` in JAX's default par
 ``(0, i)`` that ``jax.random.fold_in`` and ``jax.random.bits`` use with the same key.
 
 ``log_gamma(key, a)`` draws :math:`\log G`, :math:`G \sim \mathrm{Gamma}(a, 1)`, by Marsaglia & Tsang's rejection
-method (ACM TOMS 26, 2000) with two proposals drawn at once and the first accepted one kept, which is the same
-law as sequential rejection. Only when both are rejected does a ``while_loop`` draw two more. A proposal is
-rejected with probability 4.8e-2 at the worst shape, 1 (a = 1, or a → 0 through the boost below), 7.0e-3 at
-shape 4.5 and 5.7e-4 at 49.5, so both fail with probability 2.3e-3, 4.9e-5 and 3.2e-7. Under ``vmap`` a round
-of the loop costs as much as the first round, so with many chains at a small shape the loop runs about once per
-step; a third proposal drawn up front makes it rarer but costs a hash and a proposal on every step (measured:
-two proposals are 16–22% faster per chain-generation than three for the 1-D exact Gaussian step at M = 10 and
-M = 100). ``jax.random.loggamma`` loops for every element and is about 4× slower per draw on CPU. For
-:math:`a < 1` the boost :math:`G_a = G_{a+1} U^{1/a}` is applied in log space, so tiny values never underflow.
+method (ACM TOMS 26, 2000) with K proposals drawn at once and the first accepted one kept, which is the same law
+as sequential rejection. Only when all K are rejected does a ``while_loop`` draw K more. A proposal is rejected
+with probability 4.8e-2 at the worst shape, 1 (a = 1, or a → 0 through the boost below), 2.7e-2 at 1.5, 7.0e-3 at
+4.5 and 5.7e-4 at 49.5. Under ``vmap`` a round of the loop costs as much as the first round, for every lane, so K
+trades a hash and a proposal on every draw against how often the rescue runs. The 1-D exact Gaussian step
+(``normal_and_log_gamma``, shape (M−1)/2) uses K = 2: 16–22 % faster per chain-generation than three at M = 10
+and 100 in a plain scan, 37.7 → 34.1 ns in the engine at M = 100, but 57 → 71 ns at M = 10, where both fail for
+one draw in 2·10⁴ and the rescue runs in most 32 768-draw noise blocks. ``log_gamma`` keeps K = 3 for its callers,
+which draw many small shapes at once (Bartlett diagonals (M−i)/2 with M near d), where two proposals would run
+the rescue on almost every step; the Kazdan grid's accumulate cells measured the same with either (25.0 s, 24.9 s),
+and three keep those paths' random streams (and figures) as they were. ``jax.random.loggamma`` loops for
+every element and is about 4× slower per draw on CPU. For :math:`a < 1` the boost
+:math:`G_a = G_{a+1} U^{1/a}` is applied in log space, so tiny values never underflow.
 ``normal_and_log_gamma(key, a)`` draws an independent standard normal and :math:`\log G` from one call (six
 uniforms, three hashes): the whole random input of a one-dimensional exact Gaussian step.
 """
@@ -29,9 +33,10 @@ import numpy as np
 
 from .keys import fold_in, threefry2x32
 
-_PROPOSALS = 2
-GAMMA_UNIFORMS = 2 * _PROPOSALS + 1
-"""Uniforms that :func:`log_gamma_from_uniforms` reads: two per proposal and one for the boost."""
+
+def gamma_uniforms(proposals: int) -> int:
+    """Uniforms that :func:`log_gamma_from_uniforms` reads: two per proposal and one for the boost."""
+    return 2 * proposals + 1
 
 
 def _words(key: jax.Array, n: int) -> jax.Array:
@@ -85,8 +90,9 @@ def standard_normal_from_uniform(u: jax.Array) -> jax.Array:
 
 def _proposals(u, d, c):
     # 2K uniforms: K become normals (inverse CDF), K drive the acceptance test.
-    x = standard_normal_from_uniform(u[:_PROPOSALS])
-    log_u = jnp.log(u[_PROPOSALS:])
+    k = u.shape[0] // 2
+    x = standard_normal_from_uniform(u[:k])
+    log_u = jnp.log(u[k:])
     v = 1.0 + c * x
     v3 = v * v * v
     safe_v3 = jnp.where(v3 > 0, v3, 1.0)
@@ -97,27 +103,29 @@ def _proposals(u, d, c):
 
 
 def log_gamma_from_uniforms(key: jax.Array, u: jax.Array, a: jax.Array) -> jax.Array:
-    """log Gamma(a, 1) for a scalar ``a > 0`` from ``GAMMA_UNIFORMS`` uniforms ``u``; ``key`` (which must not
-    be the key of a ``fold_in(key, i)``, i ≥ 1, that produced ``u``) feeds the rare extra rejection rounds."""
+    """log Gamma(a, 1) for a scalar ``a > 0`` from ``gamma_uniforms(K)`` uniforms ``u`` (K proposals drawn up
+    front, K per further round); ``key`` (which must not be the key of a ``fold_in(key, i)``, i ≥ 1, that produced
+    ``u``) feeds the rarer extra rejection rounds."""
     dtype = u.dtype
+    k = (u.shape[0] - 1) // 2
     a = jnp.asarray(a).astype(dtype)
     shape = jnp.where(a < 1, a + 1, a)
     d = shape - 1.0 / 3.0
     c = 1.0 / jnp.sqrt(9.0 * d)
-    ok, log_v3 = _proposals(u[: 2 * _PROPOSALS], d, c)
+    ok, log_v3 = _proposals(u[: 2 * k], d, c)
 
     def cond(state):
         return ~state[1]
 
     def body(state):
         i, _, _ = state
-        fresh = unit_uniforms(fold_in(key, i), 2 * _PROPOSALS, dtype)
+        fresh = unit_uniforms(fold_in(key, i), 2 * k, dtype)
         ok_i, log_v3_i = _proposals(fresh, d, c)
         return i + 1, ok_i, log_v3_i
 
     _, _, log_v3 = jax.lax.while_loop(cond, body, (jnp.int32(1), ok, log_v3))
     log_g = jnp.log(d) + log_v3
-    return jnp.where(a < 1, log_g + jnp.log(u[2 * _PROPOSALS]) / a, log_g)
+    return jnp.where(a < 1, log_g + jnp.log(u[2 * k]) / a, log_g)
 
 
 def _float_dtype(a):
@@ -125,15 +133,17 @@ def _float_dtype(a):
     return a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else jnp.zeros(()).dtype
 
 
-def log_gamma(key: jax.Array, a: jax.Array) -> jax.Array:
-    """One draw of log Gamma(a, 1) for a scalar shape ``a > 0`` (vmap for arrays)."""
+def log_gamma(key: jax.Array, a: jax.Array, proposals: int = 3) -> jax.Array:
+    """One draw of log Gamma(a, 1) for a scalar shape ``a > 0`` (vmap for arrays), ``proposals`` up front. Three
+    by default: its callers (the d-dim Bartlett diagonal, the regression's fresh design) draw many shapes near 1/2
+    at once when M is close to d, where two proposals would run the rescue round on almost every step."""
     dtype = _float_dtype(a)
-    return log_gamma_from_uniforms(key, unit_uniforms(key, GAMMA_UNIFORMS, dtype), a)
+    return log_gamma_from_uniforms(key, unit_uniforms(key, gamma_uniforms(proposals), dtype), a)
 
 
 def normal_and_log_gamma(key: jax.Array, a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """An independent pair (Z, log G): Z standard normal, G ~ Gamma(a, 1), from one Threefry call (six uniforms,
-    three hashes)."""
+    """An independent pair (Z, log G): Z standard normal, G ~ Gamma(a, 1) with two proposals, from one Threefry
+    call (six uniforms, three hashes)."""
     dtype = _float_dtype(a)
-    u = unit_uniforms(key, GAMMA_UNIFORMS + 1, dtype)
+    u = unit_uniforms(key, gamma_uniforms(2) + 1, dtype)
     return standard_normal_from_uniform(u[0]), log_gamma_from_uniforms(key, u[1:], a)
