@@ -1102,7 +1102,7 @@ def simulate(
         bar.close()
     state = committed[0]
     merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
-    metadata = _io.collect_metadata(seed=seed, wall_time_s=wall_before + time.time() - start_time)
+    metadata = _io.collect_metadata(seed=seed, wall_time_s=run_record()["wall_time_s"])
     if mesh is not None:
         metadata["mesh"] = {"axis": "chains", "size": int(mesh.size)}
     if t_done:
