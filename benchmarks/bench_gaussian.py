@@ -496,6 +496,33 @@ def kazdan_numpy_chain(d: int, n: int, regime: str, iters: int, seed: int) -> li
     return times
 
 
+def bench_kazdan_sweep(dims: list[int], ns: list[int], workers: int) -> dict:
+    """The Kazdan grid as one :func:`collapse_theory.sweep.run_sweep` spec (``path = "auto"``: exact for replace
+    and accumulate, sample for accumulate-subsample; ``fast_compile``), its groups in ``workers`` processes.
+    Wall time end to end: worker start-up, imports, compiles, runs and the 75 result files."""
+    import tempfile
+
+    from collapse_theory import SimulationResult
+    from collapse_theory.sweep import run_sweep
+
+    spec = {"model": "gaussian", "regime": GRID_REGIMES, "path": "auto", "num_chains": GRID_SEEDS,
+            "num_generations": GRID_ITERS, "num_samples": list(ns), "seed": SEED, "metrics": GRID_METRICS,
+            "quantiles": [], "fast_compile": True, "model_options": {"dim": list(dims), "ddof": 0}}
+    with tempfile.TemporaryDirectory(prefix="kazdan_sweep_") as out:
+        t0 = time.perf_counter()
+        index = run_sweep(spec, out, workers=workers)
+        wall = time.perf_counter() - t0
+        trace = {}
+        for cell in index["cells"]:
+            p = cell["params"]
+            res = SimulationResult.load(f"{out}/{cell['file']}")
+            trace[(p["regime"], p["model_options"]["dim"], p["num_samples"])] = float(res.mean("trace_ratio")[-1])
+    print(f"   D sweep: run_sweep(workers={workers}) over {len(index['cells'])} cells in {len(index['groups'])} "
+          f"compile groups: {wall:.1f} s", flush=True)
+    return {"workers": workers, "wall_s": wall, "cells": len(index["cells"]), "groups": len(index["groups"]),
+            "cell_wall_s": [c.get("wall_time_s") for c in index["cells"]], "trace_ratio_100": trace}
+
+
 def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
     import jax  # noqa: F401
 
@@ -547,6 +574,18 @@ def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
                              "run_chunk_compiles": snap["run_chunk_compiles"], "path": path}
     total = time.perf_counter() - t_grid
 
+    # The same grid as one sweep spec, its compile groups in two worker processes (run_sweep(workers=2)): on 2 cores
+    # one process compiles on one thread while the other core idles, and LAPACK calls run single-threaded.
+    sweep = bench_kazdan_sweep(dims, ns, workers=2)
+    by_cell = {(c["regime"], c["dim"], c["n"]): c for c in cells}
+    mismatched = [k for k, tr in sweep["trace_ratio_100"].items() if tr != by_cell[k]["trace_ratio_100"]]
+    sweep["same_results_as_simulate_loop"] = not mismatched
+    if mismatched:
+        print(f"   WARNING: the sweep's trace ratio differs from the simulate loop's in {len(mismatched)} cells, "
+              f"e.g. {mismatched[0]}")
+    sweep["trace_ratio_100"] = [{"regime": k[0], "dim": k[1], "n": k[2], "value": v}
+                                for k, v in sweep["trace_ratio_100"].items()]
+
     # Faithful NumPy loop: one seed per cell, extrapolated x GRID_SEEDS; in quick mode only the first
     # `np_iters` iterations of each cell are run and the rest extrapolated by a line in t (pool growth).
     np_iters = 10 if quick else GRID_ITERS
@@ -589,10 +628,14 @@ def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
         + (f" and to {GRID_ITERS} iterations by a line in t" if np_iters < GRID_ITERS else "")
         + " to the FULL 75-cell grid.",
     )
-    tgt_ok = total < 60.0
-    print(f"   ours total {total:.1f} s (target < 60 s: {'PASS' if tgt_ok else 'MISS'}"
+    best = min(total, sweep["wall_s"])
+    tgt_ok = best < 60.0
+    print(f"   ours: simulate() loop in one process {total:.1f} s; run_sweep(workers={sweep['workers']}) "
+          f"{sweep['wall_s']:.1f} s (groups in {sweep['workers']} processes, largest first, spawn and imports "
+          f"included)")
+    print(f"   best {best:.1f} s (target < 60 s: {'PASS' if tgt_ok else 'MISS'}"
           f"{'' if not quick else ', reduced grid'}); NumPy estimate for the same cells {np_same_cells:.0f} s "
-          f"-> speed-up x{np_same_cells / total:.1f}; NumPy full-grid estimate {np_total:.0f} s "
+          f"-> speed-up x{np_same_cells / best:.1f}; NumPy full-grid estimate {np_total:.0f} s "
           f"({np_total / 3600:.2f} h)")
     crow = [[c["regime"], c["dim"], c["n"], c["wall_s"], c["compile_s"], c["run_s"], c["trace_ratio_100"]]
             for c in cells]
@@ -605,6 +648,8 @@ def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
                    "seeds": GRID_SEEDS, "iterations": GRID_ITERS, "metrics": GRID_METRICS, "ddof": 0,
                    "reduced_grid": quick, "cells": len(cells)},
         "total_wall_s": total,
+        "sweep": sweep,
+        "best_wall_s": best,
         "target_total_s": 60.0,
         "passed": tgt_ok,
         "per_regime": per_regime,
@@ -613,7 +658,7 @@ def bench_kazdan_grid(quick: bool, log: CompileLog) -> dict:
         "numpy": {"iterations_timed": np_iters, "seeds_timed": np_seeds_timed, "wall_s": np_wall,
                   "full_grid_extrapolated_s": np_total, "per_regime_extrapolated_s": np_per_regime,
                   "same_cells_extrapolated_s": np_same_cells, "cells": np_cells},
-        "speedup_same_cells": np_same_cells / total,
+        "speedup_same_cells": np_same_cells / best,
     }
 
 

@@ -176,6 +176,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, required=True, help="folder for cell_XXXX.npz files and index.json")
     sweep.add_argument("--devices", type=int, default=None, metavar="N", help="shard each cell's chains over N")
     sweep.add_argument("--resume", action="store_true", help="skip cells whose result file already exists")
+    sweep.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="run the compile groups in N worker processes, largest first (default 1: in this "
+                            "process); helps grids of many compile-dominated cells on a multi-core CPU")
     sweep.add_argument("--x64", action="store_true", help="float64 (default: the spec's x64, else float32)")
     sweep.add_argument("--no-progress", action="store_true")
 
@@ -466,7 +469,7 @@ def _cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
     index = run_sweep(spec, args.out, devices=args.devices, resume=args.resume, progress=not args.no_progress,
-                      log=lambda line: print(line, flush=True))
+                      log=lambda line: print(line, flush=True), workers=args.workers)
     print(f"wrote {len(cells)} cells and {args.out / 'index.json'} ({len(index['groups'])} compile groups)")
     return 0
 

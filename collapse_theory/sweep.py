@@ -10,7 +10,8 @@ Spec (every value may be a list; lists are grid axes and the grid is their Carte
     num_samples = [10, 100]
     seeds = [0, 1]                     # or seed = 0
     quantiles = [0.05, 0.5, 0.95]      # optional; also metrics, trajectories, chunk_size,
-                                       # stop_when_absorbed, compact (categorical runs until collapse)
+                                       # stop_when_absorbed, compact (categorical runs until collapse),
+                                       # fast_compile (simulate.FAST_COMPILE: for grids of short runs)
     [model_options]                    # keyword arguments of the model class
     dim = [1, 4]
     ddof = 1
@@ -27,9 +28,11 @@ Each other cell's truth is the model's ``params()``: for ``gmm`` equal weights, 
 (Shumailov et al.'s setting), for ``kde`` its default dataset (``Blobs()``; set ``capacity`` to the rows the regime
 hands a fit, ``models.kde.capacity_for``).
 
-``path`` defaults to ``"sample"``, as in :func:`~collapse_theory.simulate.simulate` (``collapse-theory run``
-instead picks the exact path where the model and regime have one): give ``path = "exact"`` for the Gaussian,
-categorical and regression families, or their cells run the slower sample-level path.
+``path`` defaults to ``"sample"``, as in :func:`~collapse_theory.simulate.simulate`: give ``path = "exact"`` for
+the Gaussian, categorical and regression families, or their cells run the slower sample-level path, or
+``path = "auto"``, which picks for each cell what ``collapse-theory run`` picks: the exact path where the model and
+the regime have one, else the sample path (a grid over ``regime = ["replace", "accumulate-subsample"]`` then runs
+each regime on its fastest path). The index records the path each cell ran.
 
 ``quantiles``, ``metrics`` and the ``*_options`` tables are taken as given (a list there is a value, not an
 axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes.
@@ -38,7 +41,9 @@ Output: one result file per cell (``cell_0000.npz`` + ``.json``) and ``index.jso
 parameters, file and status (rewritten atomically after each cell). Cells that share a compiled program — same
 model, regime, path, chain count, generations and, on the sample path, sample sizes; seeds and (exact path)
 sample sizes are run-time arguments — are run back to back in one *group*, so each group compiles once; the index
-records each group's number of compilations. With ``resume`` a cell whose result file exists is skipped, provided
+records each group's number of compilations. ``run_sweep(..., workers=N)`` (``--workers N``) runs the groups in N
+worker processes, the largest first; a script that calls it needs the usual ``if __name__ == "__main__":`` guard
+(workers are started with ``spawn``). With ``resume`` a cell whose result file exists is skipped, provided
 the ``.npz`` itself records the same cell parameters and x64 setting (otherwise ``ValueError``: a changed spec
 never keeps stale cells); cell files beyond this spec's cells (an earlier, larger grid in the same folder) are
 named in a warning and in the index's ``unlisted_files``. ``trajectories``, ``stop_when_absorbed``, ``compact``
@@ -60,9 +65,9 @@ from pathlib import Path
 
 _KEYS = ("model", "model_options", "regime", "regime_options", "path", "num_chains", "num_generations",
          "num_samples", "seed", "seeds", "metrics", "quantiles", "trajectories", "chunk_size", "x64",
-         "stop_when_absorbed", "compact", "gate", "gate_retries")
+         "stop_when_absorbed", "compact", "gate", "gate_retries", "fast_compile")
 _AS_VALUE = ("metrics", "quantiles", "x64")
-_FLAGS = ("trajectories", "stop_when_absorbed", "compact", "x64")  # true or false, nothing else
+_FLAGS = ("trajectories", "stop_when_absorbed", "compact", "x64", "fast_compile")  # true or false, nothing else
 
 
 def _model_classes():
@@ -176,7 +181,7 @@ def _build(cell: dict):
 def _group_key(cell: dict) -> str:
     shape = {k: cell.get(k) for k in ("model", "model_options", "regime", "regime_options", "path", "num_chains",
                                       "num_generations", "metrics", "quantiles", "trajectories", "chunk_size",
-                                      "stop_when_absorbed", "compact", "gate", "gate_retries")}
+                                      "stop_when_absorbed", "compact", "gate", "gate_retries", "fast_compile")}
     if cell.get("path", "sample") == "sample":
         shape["num_samples"] = cell["num_samples"]
     return json.dumps(shape, sort_keys=True)
@@ -249,16 +254,118 @@ def _check_kept(path: Path, cell: dict, index: int) -> None:
             f"use another --out folder, or delete the stale cell files to recompute them")
 
 
-def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bool = False, log=None) -> dict:
+def _resolve_paths(cells: list[dict]) -> None:
+    """Replace ``path = "auto"`` by the path the cell runs: ``exact`` where the model and the regime have one, as
+    ``collapse-theory run`` picks it, else ``sample`` (the n-gram and VAE set-ups have no exact path)."""
+    from .models.base import has_exact_path
+
+    for i, cell in enumerate(cells):
+        if cell.get("path") != "auto":
+            continue
+        if cell["model"] in _SETUPS:
+            cell["path"] = "sample"
+            continue
+        with _cell_context(i, cell):
+            model, regime, _, _ = _build(cell)
+        cell["path"] = "exact" if has_exact_path(model) and regime.exact else "sample"
+
+
+def _group_cost(cells: list[dict], members: list[int]) -> float:
+    """A rough estimate of a group's work, used only to start the largest groups first when ``workers > 1``:
+    chains × generations × (the largest sample size × d² on the sample path, d³ on the exact path) per cell."""
+    from .schedules import as_schedule
+
+    cell = cells[members[0]]
+    dim = cell.get("model_options", {}).get("dim", 1)
+    dim = dim if isinstance(dim, int) and not isinstance(dim, bool) else 1
+    gens = int(cell["num_generations"])
+    if cell.get("path", "sample") == "sample":
+        per = float(as_schedule(cell["num_samples"]).sizes(gens).max()) * dim**2
+    else:
+        per = float(dim) ** 3
+    return len(members) * float(cell["num_chains"]) * gens * per
+
+
+def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool, devices) -> dict:
+    """Run cell ``i`` (or keep its file on ``resume``) and return its index entry (without the group)."""
+    from .simulate import FAST_COMPILE, simulate
+
+    path = out_dir / f"cell_{i:04d}.npz"
+    entry = {"index": i, "file": path.name, "params": cell}
+    if resume and path.exists():
+        _check_kept(path, cell, i)
+        entry["status"] = "done (kept)"
+        return entry
+    with _cell_context(i, cell):
+        model, regime, data, note = _build(cell)
+        res = simulate(
+            int(cell["seed"]), model, regime, num_chains=cell["num_chains"],
+            num_generations=cell["num_generations"], num_samples=cell["num_samples"],
+            path=cell.get("path", "sample"), metrics=cell.get("metrics"),
+            quantiles=tuple(cell.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95))),
+            trajectories=bool(cell.get("trajectories", False)), chunk_size=cell.get("chunk_size"),
+            progress=progress, devices=devices,
+            stop_when_absorbed=bool(cell.get("stop_when_absorbed", False)),
+            compact=bool(cell.get("compact", False)),
+            compiler_options=FAST_COMPILE if cell.get("fast_compile", False) else None, **data,
+        )
+    if note is not None:
+        res.metadata["truth"] = note
+    res.metadata["command"] = "sweep"
+    res.metadata["sweep_cell"] = i
+    res.metadata["sweep_params"] = _cell_fingerprint(cell)
+    res.save(path)
+    entry["status"] = "done"
+    entry["wall_time_s"] = res.metadata.get("wall_time_s")
+    return entry
+
+
+def _compiled_programs() -> int:
+    """Programs compiled so far in this process: jit's cache of the scan, and those compiled ahead of time with
+    ``compiler_options`` (``fast_compile``)."""
+    from .simulate import _COMPILED, _run_chunk
+
+    return _run_chunk._cache_size() + len(_COMPILED)
+
+
+def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: bool, x64: bool):
+    """A worker process's task: one group's cells, back to back (they share one compiled program), under the
+    parent's x64 setting; returns ``(entries, compiled programs)``."""
+    import jax
+
+    jax.config.update("jax_enable_x64", x64)
+    before = _compiled_programs()
+    entries = [_run_cell(i, cells[i], out_dir, resume=resume, progress=False, devices=None) for i in members]
+    return entries, _compiled_programs() - before
+
+
+def _check_workers(workers, devices) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} is out of range: need an int >= 1")
+    if workers > 1 and devices is not None:
+        raise ValueError(f"workers={workers} with devices={devices!r}: each worker process would shard its cells over "
+                         f"the same devices; use workers=1 to shard, or devices=None to run groups side by side")
+    return workers
+
+
+def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bool = False, log=None,
+              workers: int = 1) -> dict:
     """Run every cell of ``spec`` (a dict or a spec path); write ``out_dir/cell_XXXX.npz`` and ``index.json``.
+
+    ``workers > 1`` runs the compile groups in that many worker processes (started with ``spawn``: JAX does not
+    survive ``fork``), the groups with the most estimated work first; each cell's result is the same as with
+    ``workers=1`` (a cell depends only on its own parameters and seed). On a CPU this helps grids of many
+    compile-dominated cells: XLA compiles a program on one thread, so one process leaves the other cores idle while
+    it compiles. Each worker holds its own compiled programs and imports JAX once (a few seconds). Progress bars
+    are shown only with ``workers=1``; ``log`` then reports each group's cells when the group finishes.
 
     Returns the index (also written to ``out_dir/index.json``).
     """
     import jax
 
     from . import io as _io
-    from .simulate import _run_chunk, simulate
 
+    workers = _check_workers(workers, devices)
     if not isinstance(spec, dict):
         spec = load_spec(spec)
     cells = expand(spec)
@@ -268,11 +375,13 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
                              f"{bool(jax.config.jax_enable_x64)}: set it first (jax.config.update('jax_enable_x64', "
                              f"{spec['x64']})), or run the spec with `collapse-theory sweep`, which sets it")
     _check_cells(cells)  # every cell's cheap checks before the first one runs
+    _resolve_paths(cells)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[int]] = {}
     for i, cell in enumerate(cells):
         groups.setdefault(_group_key(cell), []).append(i)
+    members_of = list(groups.values())
     index = {"spec": spec, "cells": [], "groups": []}
     # cell files of an earlier, larger spec in the same folder: not this sweep's (named so a glob does not mix them)
     unlisted = sorted(p.name for p in out_dir.glob("cell_*.npz")
@@ -282,43 +391,46 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
         warnings.warn(f"out_dir={str(out_dir)!r} holds {len(unlisted)} cell file(s) this spec does not list "
                       f"({', '.join(unlisted[:3])}{', ...' if len(unlisted) > 3 else ''}): they are from another "
                       f"spec; index.json lists them under 'unlisted_files'", stacklevel=2)
-    entries = [None] * len(cells)
-    for g, (_, members) in enumerate(groups.items()):
-        before = _run_chunk._cache_size()
-        for i in members:
-            cell = cells[i]
-            path = out_dir / f"cell_{i:04d}.npz"
-            entry = {"index": i, "file": path.name, "group": g, "params": cell}
-            if resume and path.exists():
-                _check_kept(path, cell, i)
-                entry["status"] = "done (kept)"
-            else:
-                with _cell_context(i, cell):
-                    model, regime, data, note = _build(cell)
-                    res = simulate(
-                        int(cell["seed"]), model, regime, num_chains=cell["num_chains"],
-                        num_generations=cell["num_generations"], num_samples=cell["num_samples"],
-                        path=cell.get("path", "sample"), metrics=cell.get("metrics"),
-                        quantiles=tuple(cell.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95))),
-                        trajectories=bool(cell.get("trajectories", False)), chunk_size=cell.get("chunk_size"),
-                        progress=progress, devices=devices,
-                        stop_when_absorbed=bool(cell.get("stop_when_absorbed", False)),
-                        compact=bool(cell.get("compact", False)), **data,
-                    )
-                if note is not None:
-                    res.metadata["truth"] = note
-                res.metadata["command"] = "sweep"
-                res.metadata["sweep_cell"] = i
-                res.metadata["sweep_params"] = _cell_fingerprint(cell)
-                res.save(path)
-                entry["status"] = "done"
-                entry["wall_time_s"] = res.metadata.get("wall_time_s")
-            entries[i] = entry
-            index["cells"] = [e for e in entries if e is not None]
-            _io.atomic_write_text(out_dir / "index.json", json.dumps(_io.to_jsonable(index), indent=2) + "\n")
-            if log is not None:
-                log(f"cell {i}: {entry['status']} -> {path.name}")
-        index["groups"].append({"group": g, "cells": members, "compiled_programs": _run_chunk._cache_size() - before})
-    index["cells"] = entries
-    _io.atomic_write_text(out_dir / "index.json", json.dumps(_io.to_jsonable(index), indent=2) + "\n")
+    entries: list = [None] * len(cells)
+
+    def write_index() -> None:
+        index["cells"] = [e for e in entries if e is not None]
+        _io.atomic_write_text(out_dir / "index.json", json.dumps(_io.to_jsonable(index), indent=2) + "\n")
+
+    def record_cell(g: int, entry: dict) -> None:
+        entries[entry["index"]] = {**entry, "group": g}
+        write_index()
+        if log is not None:
+            log(f"cell {entry['index']}: {entry['status']} -> {entry['file']}")
+
+    def record_group(g: int, compiled: int) -> None:
+        index["groups"].append({"group": g, "cells": members_of[g], "compiled_programs": compiled})
+        index["groups"].sort(key=lambda item: item["group"])
+
+    if workers == 1 or len(members_of) == 1:
+        for g, members in enumerate(members_of):
+            before = _compiled_programs()
+            for i in members:  # the index is rewritten after each cell: an interrupted sweep lists what it wrote
+                record_cell(g, _run_cell(i, cells[i], out_dir, resume=resume, progress=progress, devices=devices))
+            record_group(g, _compiled_programs() - before)
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        order = sorted(range(len(members_of)), key=lambda g: -_group_cost(cells, members_of[g]))
+        x64 = bool(jax.config.jax_enable_x64)
+        with concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(workers, len(members_of)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_worker_group, members_of[g], cells, out_dir, resume, x64): g
+                       for g in order}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    group_entries, compiled = future.result()
+                    record_group(futures[future], compiled)
+                    for entry in group_entries:
+                        record_cell(futures[future], entry)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    write_index()
     return index

@@ -153,6 +153,8 @@ def test_sweep_rejects_bad_names(tmp_path):
     ({"trajectories": "false"}, r"cell 0 .*trajectories='false' is not a boolean"),  # bool("false") is True
     ({"seeds": [0, 0]}, r"cell 1 .*the grid repeats cell 0"),  # the same run twice, counted twice when pooled
     ({"x64": "false"}, r"x64='false' is not a boolean"),
+    ({"fast_compile": 1}, r"cell 0 .*fast_compile=1 is not a boolean"),
+    ({"regime": ["replace", "nope"], "path": "auto"}, r"regime='nope' is not one of"),
 ])
 def test_sweep_checks_every_cell_before_the_first_runs(tmp_path, spec, match):
     """A bad cell anywhere in the grid stops the sweep before any cell runs, naming the cell and its parameters
@@ -201,3 +203,51 @@ def test_sweep_names_cell_files_of_a_larger_earlier_grid(tmp_path):
         index = run_sweep(dict(spec, num_samples=[5, 6]), tmp_path, resume=True)
     assert index["unlisted_files"] == ["cell_0002.npz"]
     assert [c["status"] for c in index["cells"]] == ["done (kept)", "done (kept)"]
+
+
+def test_sweep_workers_give_the_one_process_results(tmp_path):
+    """``workers=2`` runs the compile groups in two spawned processes, largest first: every cell's result file holds
+    the same summaries as the one-process sweep's, bit for bit, and the index the same cells, groups and compile
+    counts. ``path = "auto"`` gives each cell the path ``collapse-theory run`` would (exact for replace, sample for
+    accumulate-subsample, which has no exact path) and the index records it; ``fast_compile`` compiles each group
+    once, with ``simulate.FAST_COMPILE``. Catches a worker that loses x64 (float32 summaries), a result written
+    under another cell's name, or groups recorded out of order."""
+    spec = {"model": "gaussian", "regime": ["replace", "accumulate-subsample"], "path": "auto", "num_chains": 8,
+            "num_generations": 3, "num_samples": [5, 8], "seeds": [0, 1], "quantiles": [0.5],
+            "metrics": ["log_variance"], "fast_compile": True, "model_options": {"dim": 1, "ddof": 1}}
+    one = run_sweep(spec, tmp_path / "one")
+    two = run_sweep(spec, tmp_path / "two", workers=2)
+    assert [c["params"]["path"] for c in one["cells"]] == ["exact"] * 4 + ["sample"] * 4
+    strip = [{k: v for k, v in c.items() if k != "wall_time_s"} for c in one["cells"]]
+    assert strip == [{k: v for k, v in c.items() if k != "wall_time_s"} for c in two["cells"]]
+    assert one["groups"] == two["groups"] and len(one["groups"]) == 3
+    assert [g["compiled_programs"] for g in two["groups"]] == [1, 1, 1]
+    assert json.loads((tmp_path / "two" / "index.json").read_text())["cells"][5]["file"] == "cell_0005.npz"
+    for cell in one["cells"]:
+        a = SimulationResult.load(tmp_path / "one" / cell["file"])
+        b = SimulationResult.load(tmp_path / "two" / cell["file"])
+        assert a.summary["log_variance"]["mean"].dtype == np.float64 == b.summary["log_variance"]["mean"].dtype
+        for stat in ("mean", "sd", "quantiles"):
+            np.testing.assert_array_equal(a.summary["log_variance"][stat], b.summary["log_variance"][stat])
+
+
+@pytest.mark.parametrize("workers, match", [
+    (0, r"workers=0 is out of range: need an int >= 1"),
+    (True, r"workers=True is out of range"),
+    (1.5, r"workers=1.5 is out of range"),
+])
+def test_sweep_workers_out_of_range(tmp_path, workers, match):
+    spec = {"model": "gaussian", "num_chains": 2, "num_generations": 1, "num_samples": 3,
+            "model_options": {"ddof": 1}}
+    with pytest.raises(ValueError, match=match):
+        run_sweep(spec, tmp_path / "out", workers=workers)
+    with pytest.raises(ValueError, match=r"workers=2 with devices=1: each worker process would shard"):
+        run_sweep(spec, tmp_path / "out", workers=2, devices=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_cli_workers(tmp_path, capsys):
+    spec = tmp_path / "grid.toml"
+    spec.write_text(SPEC_TOML)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--workers", "0", "--no-progress"]) == 2
+    assert "workers=0 is out of range: need an int >= 1" in capsys.readouterr().err
