@@ -114,15 +114,19 @@ def solve_lower(lower: jax.Array, rhs: jax.Array) -> jax.Array:
     return y[..., 0] if vector else y
 
 
-def cholesky(a: jax.Array) -> jax.Array:
+def cholesky(a: jax.Array, floor: float = 0.0) -> jax.Array:
     """Lower Cholesky factor of symmetric PSD ``a`` (..., d, d) in XLA operations (no LAPACK ``potrf``), one
-    column per ``fori_loop`` step; a non-positive pivot gives a zero column (a singular factor) instead of NaN."""
+    column per ``fori_loop`` step; a non-positive pivot gives a zero column (a singular factor) instead of NaN.
+
+    ``floor``: squared pivots below it are raised to it. For ``a = C + λI`` with C positive semi-definite every
+    squared pivot is at least λ in exact arithmetic, so ``floor=λ`` changes nothing unless rounding in forming
+    ``a`` (cancellation) made it indefinite, where it keeps the factor regular instead of singular."""
     d = a.shape[-1]
     index = jnp.arange(d).reshape((1,) * (a.ndim - 2) + (d,))  # explicit ranks: rank promotion may be 'raise'
 
     def column(j, low):
         row = low[..., j, :]  # entries k < j are set
-        pivot = jnp.sqrt(jnp.maximum(a[..., j, j] - jnp.sum(row * row, axis=-1), 0.0))
+        pivot = jnp.sqrt(jnp.maximum(a[..., j, j] - jnp.sum(row * row, axis=-1), floor))
         safe = jnp.where(pivot > 0, pivot, 1.0)[..., None]
         rest = a[..., :, j] - jnp.einsum("...ik,...k->...i", low, row)
         below = (index > j) & (pivot > 0)[..., None]

@@ -7,6 +7,7 @@ components and of the K = 1 chain against THEORY.md §2.2 run through the check 
 """
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -228,6 +229,56 @@ def test_bad_inputs_raise_clear_errors():
     diag = GaussianMixture(2, 2, covariance_type="diag")
     with pytest.raises(ValueError, match="off-diagonal"):
         diag.params(covs=[[[1.0, 0.5], [0.5, 1.0]], np.eye(2)])
+    with pytest.raises(ValueError, match=r"means=\[\[nan, 0.0\], \[1.0, 0.0\]\] is out of range: need finite means"):
+        model.params(means=[[np.nan, 0.0], [1.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # covs=inf used to warn (inf * 0 in the broadcast) before the error
+        with pytest.raises(ValueError, match=r"covs=inf is out of range: need finite covariances"):
+            model.params(covs=np.inf)
+    # NumPy scalars are real numbers like any other (np.float32(1e-3) was "out of range")
+    relaxed = GaussianMixture(2, 2, tol=np.float32(1e-3), tail_k=np.int64(3), reg_covar=np.float64(1e-5))
+    assert (relaxed.tol, relaxed.tail_k, relaxed.reg_covar) == (float(np.float32(1e-3)), 3.0, 1e-5)
+    with pytest.raises(ValueError, match="tail_k=True is out of range"):
+        GaussianMixture(2, 2, tail_k=True)
+
+
+def test_zero_weight_rows_do_not_reach_the_fit_even_when_not_finite():
+    """A row of weight 0 must not influence the fit; with a non-finite value there, 0 · inf = NaN used to make the
+    whole mixture NaN. The fit with such rows equals the fit on the rows of positive weight."""
+    model = GaussianMixture(2, 2)
+    x = _data(jax.random.key(3), 60)
+    bad = jnp.concatenate([x, jnp.array([[jnp.inf, 0.0], [jnp.nan, 1.0], [1e30, -1e30]], x.dtype)])
+    w = jnp.concatenate([jnp.ones(60, x.dtype), jnp.zeros(3, x.dtype)])
+    start = model.params()
+    got = model.fit(jax.random.key(1), bad, w, start)
+    want = model.fit(jax.random.key(1), jnp.concatenate([x, jnp.zeros((3, 2), x.dtype)]), w, start)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert np.all(np.isfinite(np.asarray(got.mixture.means)))
+
+
+def test_float32_em_from_a_distant_start_stays_finite():
+    """A full-covariance EM step from means far from the data (``init_params="warm"`` from a given start) computes
+    the covariance from moments about the old means, Σ = S₂/N − shift·shiftᵀ + λI: in float32 that cancellation
+    (~eps·shift² ≈ 1e-3 for a shift of 140) exceeds λ = 1e-6 and made a component's covariance indefinite for a
+    degenerate cluster (ten identical rows), the factor singular and the next step NaN, which stopped the loop
+    with a NaN mixture and no error. The pivots are now floored at λ; the fit must be finite and equal the
+    two-pass M step's (moments about the new means) to float32 rounding."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.full((10, 2), [100.0, 100.3]), rng.normal(0, 1, (30, 2))]).astype(np.float32)
+    x, w = jnp.asarray(x, jnp.float32), jnp.ones(40, jnp.float32)
+    model = GaussianMixture(2, 2, init_params="warm")
+    start = jax.tree.map(lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                         model.params(means=[[0.0, 0.0], [1.0, -1.0]]))
+    mix, iterations, bound = model.fit_info(jax.random.key(0), x, w, start)
+    assert np.all(np.isfinite(np.asarray(mix.means))) and np.all(np.isfinite(np.asarray(mix.chol)))
+    assert math.isfinite(float(bound))
+    ref = start.mixture
+    for _ in range(int(iterations)):
+        _, resp = gmm_mod._e_step(x.T, w, ref)
+        ref = gmm_mod._m_step(x.T, w, resp, True, 1e-6)
+    np.testing.assert_allclose(np.sort(np.asarray(mix.means), axis=0), np.sort(np.asarray(ref.means), axis=0),
+                               atol=2e-3)
 
 
 @pytest.mark.slow

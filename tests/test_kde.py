@@ -104,6 +104,20 @@ def test_sampling_resamples_rows_in_proportion_to_their_weights():
     assert_rejects(m, se, 2 / 3, label="uniform over the non-empty rows")
 
 
+def test_zero_weight_rows_do_not_reach_the_density_even_when_not_finite():
+    """A weight-0 row at NaN used to make every log density NaN (0 · NaN); it is stored as 0 now, so the density
+    equals the one without that row's value."""
+    model = KernelDensity(bandwidth=0.5, capacity=4)
+    params = model.init(jax.random.key(0))
+    rows = jnp.asarray([[0.0, 0.0], [1.0, 1.0], [jnp.nan, jnp.inf]])
+    weights = jnp.asarray([1.0, 2.0, 0.0])
+    got = model.fit(None, rows, weights, params)
+    want = model.fit(None, rows.at[2].set(0.0), weights, params)
+    probe = jnp.asarray([[0.5, 0.5], [2.0, -1.0]])
+    np.testing.assert_array_equal(np.asarray(model.log_density(got, probe)), np.asarray(model.log_density(want, probe)))
+    assert np.all(np.isfinite(np.asarray(model.log_density(got, probe))))
+
+
 def test_accumulate_keeps_the_real_rows_in_the_pooled_kde():
     model = KernelDensity(bandwidth=0.5, dataset=datasets.Blobs(), capacity=capacity_for(ct.Accumulate(), 50, 4))
     res = ct.simulate(3, model, ct.Accumulate(), num_chains=4, num_generations=4, num_samples=50, quantiles=())
@@ -144,6 +158,10 @@ def test_dataset_population_means(name):
         assert_close_to_theory(m, se, mean[j], label=f"{name} mean[{j}]")
 
 
+def _always(row):
+    return jnp.bool_(True)
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="bandwidth=0.0 is out of range"):
         KernelDensity(bandwidth=0.0)
@@ -162,6 +180,14 @@ def test_bad_inputs_raise_clear_errors():
         ct.simulate(0, model, num_chains=2, num_generations=3, num_samples=20, path="exact")
     assert capacity_for(ct.FreshFraction(0.5), 20, 3) == 40
     assert capacity_for(ct.AccumulateSubsample(), 20, 3) == 20
+    # a gate hands the fit its inner regime's rows (it returned M for a gated pool, then the fit refused M)
+    gated = ct.Gate(ct.Accumulate(), predicate=_always)
+    assert capacity_for(gated, 20, 3) == 60
+    # NumPy scalars are numbers like any other (np.float32(0.5) was "out of range")
+    assert KernelDensity(bandwidth=np.float32(0.5)).bandwidth == 0.5
+    assert type(KernelDensity(bandwidth=np.float64(0.5)).bandwidth) is float
+    with pytest.raises(ValueError, match="bandwidth=True is out of range"):
+        KernelDensity(bandwidth=True)
     assert math.isfinite(float(kth.stationary_spread(20, 0.1)))
 
 

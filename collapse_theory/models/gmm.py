@@ -61,6 +61,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -98,21 +99,22 @@ class GMMParams(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------- small linear algebra
-def cholesky(a: jax.Array) -> jax.Array:
+def cholesky(a: jax.Array, floor: float = 0.0) -> jax.Array:
     """Lower Cholesky factor of symmetric PSD matrices ``a`` (..., d, d).
 
     For d ≤ 4 the factorisation is unrolled into elementwise operations (XLA fuses them), above it is a loop of
     XLA operations (:func:`collapse_theory._linalg.cholesky`): no LAPACK call, which could deadlock beside
     another (:mod:`collapse_theory._linalg`). A non-positive pivot gives a zero column (a singular factor)
-    instead of NaN.
+    instead of NaN. ``floor``: squared pivots below it are raised to it (the M steps pass ``reg_covar``, below
+    which no squared pivot of a covariance + ``reg_covar``·I falls but by rounding).
     """
     d = a.shape[-1]
     if d > _UNROLL_MAX_DIM:
-        return _linalg.cholesky(a)
+        return _linalg.cholesky(a, floor)
     rows = [[jnp.zeros(a.shape[:-2], a.dtype) for _ in range(d)] for _ in range(d)]
     for j in range(d):
         s = a[..., j, j] - sum((rows[j][k] ** 2 for k in range(j)), jnp.zeros((), a.dtype))
-        pivot = jnp.sqrt(jnp.maximum(s, 0.0))
+        pivot = jnp.sqrt(jnp.maximum(s, floor))
         safe = jnp.where(pivot > 0, pivot, 1.0)
         rows[j][j] = pivot
         for i in range(j + 1, d):
@@ -242,7 +244,7 @@ def _m_step(x_t, w, resp, full: bool, reg: float) -> Mixture:
         else:
             cov = jnp.einsum("kn,kin,kjn->kij", rw, delta, delta) / nk[:, None, None]
         cov = cov + reg * jnp.eye(d, dtype=dtype)[None]
-        chol = cholesky(cov)
+        chol = cholesky(cov, floor=reg)
     else:
         var = jnp.einsum("kn,kin->ki", rw, delta**2) / nk[:, None] + reg
         chol = jnp.sqrt(var)[:, :, None] * jnp.eye(d, dtype=dtype)[None]
@@ -320,7 +322,11 @@ def _em_step(x_t, w, mix: Mixture, full: bool, reg: float, live_blocks=None):
     The residuals δ = x − μ_old of the E step also give the M step, through moments shifted by the old means:
     with :math:`s_1 = \\sum_i w_i r_{ik}\\delta_i` and :math:`S_2 = \\sum_i w_i r_{ik}\\delta_i\\delta_i^\\top`,
     :math:`\\mu_k = \\mu_{\\rm old} + s_1/N_k` and :math:`\\Sigma_k = S_2/N_k - (s_1/N_k)(s_1/N_k)^\\top + \\lambda I`
-    (algebraically the M step of :func:`_m_step`; the subtraction only cancels the mean's shift, which is small).
+    (algebraically the M step of :func:`_m_step`). The subtraction cancels the mean's shift, small near
+    convergence but not on a first step from a distant start (``init_params="warm"``, or chains started at
+    ``init()`` and fed ``real_data``): in float32 its rounding, ~eps·shift², can then exceed λ and make the
+    covariance indefinite, so the Cholesky pivots are floored at λ (which changes nothing otherwise); the next
+    step, from the moved means, recomputes the covariance without that cancellation.
 
     For d ≤ 4 and more than ``_EM_ONE_PASS_MAX`` rows, the rows are visited in blocks of ``_EM_BLOCK`` (a
     ``fori_loop`` over blocks, each block's E step and moments computed while it sits in cache, instead of one
@@ -361,7 +367,7 @@ def _em_step(x_t, w, mix: Mixture, full: bool, reg: float, live_blocks=None):
         for col, (a, b) in enumerate(_moment_pairs(d, full)):
             entries[a, b] = entries[b, a] = second[:, col] - shift[a] * shift[b]
         cov = jnp.stack([jnp.stack([entries[i, j] for j in range(d)], -1) for i in range(d)], -2)
-        chol = cholesky(cov + reg * jnp.eye(d, dtype=dtype)[None])
+        chol = cholesky(cov + reg * jnp.eye(d, dtype=dtype)[None], floor=reg)
     else:
         var = jnp.stack([second[:, i] - shift[i] ** 2 for i in range(d)], 1)
         chol = jnp.sqrt(jnp.maximum(var, 0.0) + reg)[:, :, None] * jnp.eye(d, dtype=dtype)[None]
@@ -429,11 +435,15 @@ def _validate_mixture_arrays(weights, means, covs, num_components, dim, covarian
         raise ValueError(f"weights={weights.tolist()} are out of range: need {k} finite weights > 0")
     weights = weights / weights.sum()
     means = np.asarray(means, dtype=np.float64)
+    if not np.all(np.isfinite(means)):
+        raise ValueError(f"means={means.tolist()} is out of range: need finite means")
     try:
         means = np.broadcast_to(means, (k, d))
     except ValueError:
         raise ValueError(f"means has shape {means.shape}: need ({k}, {d}) for num_components={k}, dim={d}") from None
     covs = np.asarray(covs, dtype=np.float64)
+    if not np.all(np.isfinite(covs)):
+        raise ValueError(f"covs={covs.tolist()} is out of range: need finite covariances")
     if covs.ndim == 0:
         covs = np.broadcast_to(covs * np.eye(d), (k, d, d))
     elif covs.shape == (k, d) and not (k == d and covariance_type == "full"):
@@ -442,8 +452,6 @@ def _validate_mixture_arrays(weights, means, covs, num_components, dim, covarian
         covs = np.broadcast_to(covs, (k, d, d))
     if covs.shape != (k, d, d):
         raise ValueError(f"covs has shape {covs.shape}: need ({k}, {d}, {d}), ({k}, {d}) variances or a scalar")
-    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(covs))):
-        raise ValueError("means and covs must be finite")
     chols = []
     for j, c in enumerate(covs):
         if not np.allclose(c, c.T):
@@ -526,10 +534,11 @@ class GaussianMixture:
         if not isinstance(self.warm_start, (bool, np.bool_)):
             raise ValueError(f"warm_start={self.warm_start!r} is out of range: need True or False")
         for name, strict in (("reg_covar", False), ("tol", False), ("kmeans_tol", False), ("tail_k", True)):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            value = getattr(self, name)  # any real number (np.float32(1e-3) too), not a bool
+            ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
             if not ok or value < 0 or (strict and value == 0):
                 raise ValueError(f"{name}={value!r} is out of range: need a finite {name} {'>' if strict else '>='} 0")
+            object.__setattr__(self, name, float(value))
 
     @property
     def min_samples(self) -> int:
@@ -609,9 +618,10 @@ class GaussianMixture:
         return _m_step(x.T, w, resp, full, self.reg_covar)
 
     def fit(self, key: jax.Array, data: jax.Array, weights: jax.Array, params: GMMParams) -> GMMParams:
-        """EM on the weighted rows (see the module docstring); sets ``anchor`` at the first fit."""
-        x = data.astype(params.mixture.means.dtype)
-        w = weights.astype(x.dtype)
+        """EM on the weighted rows (see the module docstring); sets ``anchor`` at the first fit. Rows of weight 0
+        are set to 0 first, so that a non-finite value there (0 · inf = NaN) cannot reach the fit."""
+        w = weights.astype(params.mixture.means.dtype)
+        x = jnp.where(w[:, None] > 0, data.astype(w.dtype), 0.0)
         mix = self._initial_mixture(key, x, w, params)
         mix, _, _ = self._em(x, w, mix)
         anchored = params.anchored > 0

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -77,6 +78,8 @@ def capacity_for(regime, num_samples, num_generations: int) -> int:
     max_t M_t rows (weight 0 past M_t), so a pool of G generations has G · max_t M_t rows."""
     g = int(num_generations)
     m = int(np.max(np.asarray(num_samples, dtype=np.int64)))
+    if isinstance(regime, _regimes.Gate):  # a gate filters the rows its inner regime hands the fit (no nesting)
+        regime = regime.inner
     if isinstance(regime, (_regimes.Accumulate, _regimes.ReplaceGrown)) and not isinstance(
         regime, _regimes.AccumulateSubsample
     ):
@@ -111,9 +114,10 @@ class KernelDensity:
     block: int = 1000
 
     def __post_init__(self):
-        h = self.bandwidth
-        if isinstance(h, bool) or not isinstance(h, (int, float)) or not math.isfinite(h) or h <= 0:
+        h = self.bandwidth  # any real number (np.float32(0.5) too), not a bool
+        if isinstance(h, (bool, np.bool_)) or not isinstance(h, numbers.Real) or not math.isfinite(h) or h <= 0:
             raise ValueError(f"bandwidth={h!r} is out of range: need a finite bandwidth h > 0")
+        object.__setattr__(self, "bandwidth", float(h))
         for name in ("capacity", "num_test", "block"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -175,7 +179,8 @@ class KernelDensity:
         return jnp.where(params.real > 0, real, synthetic)
 
     def fit(self, key, data: jax.Array, weights: jax.Array, params: KDEParams) -> KDEParams:
-        """Store the rows and their frequency weights (padded with weight 0 to the capacity); ``key`` unused."""
+        """Store the rows and their frequency weights (padded with weight 0 to the capacity); ``key`` unused. Rows
+        of weight 0 are stored as 0 (a non-finite value there would reach the density through 0 · inf = NaN)."""
         del key
         rows = data.shape[0]
         if rows > self.rows:
@@ -184,7 +189,8 @@ class KernelDensity:
                 f"KernelDensity(capacity >= {rows}) (see collapse_theory.models.kde.capacity_for)"
             )
         dtype = params.points.dtype
-        points = jnp.zeros((self.rows, self.dim), dtype).at[:rows].set(data.astype(dtype))
+        kept = jnp.where(weights[:, None] > 0, data.astype(dtype), 0.0)
+        points = jnp.zeros((self.rows, self.dim), dtype).at[:rows].set(kept)
         w = jnp.zeros((self.rows,), dtype).at[:rows].set(weights.astype(dtype))
         return KDEParams(points, w, jnp.zeros_like(params.real), params.constants, params.test_key)
 
