@@ -663,9 +663,12 @@ class GaussianMixture:
         return mix, jnp.concatenate([bounds, final[None]])
 
     def fit_info(self, key, data, weights, params: GMMParams):
-        """Like :meth:`fit` but also returns the EM iteration count and the final lower bound (diagnostics)."""
-        x = data.astype(params.mixture.means.dtype)
-        w = weights.astype(x.dtype)
+        """The EM of :meth:`fit` as diagnostics: ``(mixture, iterations, bound)``, the bare fitted
+        :class:`Mixture` (no anchor bookkeeping), the EM iteration count, and the mean weighted log-likelihood
+        evaluated in the last E step, i.e. at the mixture *before* the last M step (EM stops once it changes by
+        less than ``tol``)."""
+        w = weights.astype(params.mixture.means.dtype)
+        x = jnp.where(w[:, None] > 0, data.astype(w.dtype), 0.0)
         mix = self._initial_mixture(key, x, w, params)
         return self._em(x, w, mix)
 
