@@ -32,6 +32,8 @@ TRUTH = 7
 """Purpose: a chain's own real distribution, drawn once per chain at generation 0 (``model.chain_truth``)."""
 REFERENCE = 8
 """Purpose: data shared by every chain and drawn once per run (a held-out reference corpus): :func:`shared_key`."""
+CLASSIFIER = 9
+"""Purpose: training a run's measuring classifier (the VAE set-up), once per run: :func:`shared_key`."""
 
 SHARED_CHAIN = 2**32 - 1
 """The chain id of :func:`shared_key`: no chain has it (chain ids are int32, < 2³¹)."""

@@ -98,7 +98,9 @@ def vae(seed: int, *, images: str = "shapes", num_real: int = 5000, classifier_s
       seed: the run's integer seed (the images of ``shapes``, the train/test split and the classifier's training).
       images: ``"shapes"`` (procedural 8×8 shapes with rare classes), ``"digits"`` (needs scikit-learn) or
         ``"mnist:DIR"`` (the IDX files in DIR).
-      num_real: real training images, >= 1 (1000 more are held out for the metrics).
+      num_real: real training images, >= 1; min(1000, N // 5) further images are held out for the metrics, N the
+        images generated or loaded (num_real + 1000 for shapes and MNIST; the 1797 digits: then fewer than
+        num_real may remain for training, and the note records how many).
       classifier_steps: training steps of the one-hidden-layer classifier, >= 1.
       gate: ``None`` or ``"confident"`` (:class:`~collapse_theory.models.classifier.Confident`).
       gate_threshold: the gate's probability threshold, in [0, 1].

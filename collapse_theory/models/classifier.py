@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -148,7 +149,7 @@ class Confident:
 
     def __post_init__(self):
         t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real) or not 0.0 <= t <= 1.0:
             raise ValueError(f"threshold={t!r} is out of range: need 0 <= threshold <= 1")
         object.__setattr__(self, "params", jax.tree.map(np.asarray, self.params))
 

@@ -37,8 +37,10 @@ carry a flag ``tempered`` (0 for the truth of :meth:`NGram.true_params`, 1 for e
   strictly (:math:`P(\mathrm{attr}(e) \mid \mathrm{ctx}) > P(v \mid \mathrm{ctx})` for every other v; a tie, e.g.
   a uniform row, counts as not known). Reported as the unweighted fraction of facts known, ``fact_accuracy``, and
   per frequency bucket ``fact_accuracy_head`` / ``_torso`` / ``_tail`` (:meth:`Grammar.buckets`); and
-  ``fact_share`` = :math:`\sum_e P(e \mid \mathrm{BOS})`, the probability that a generated sentence is a fact
-  sentence (the grammar's ``fact_fraction`` for the truth).
+  ``fact_share`` = :math:`\sum_e q(e \mid \mathrm{BOS})`, the probability that a generated sentence is a fact
+  sentence, under the law the model samples from (tempered with τ for a fitted model; the grammar's
+  ``fact_fraction`` for the truth). ``perplexity_fluency`` / ``perplexity_facts`` are NaN when the held-out corpus
+  has no sentence of that kind.
 * empirical (on ``num_metric_samples`` sentences sampled from the model with temperature τ using ``key``):
   ``grammaticality`` (fraction accepted by :class:`~collapse_theory.corpus.GrammarCheck`), ``fact_check_rate``
   (fraction accepted by :class:`~collapse_theory.corpus.FactCheck`: the acceptance rate a fact gate would have),
@@ -311,9 +313,13 @@ class NGram:
             is_fact = jnp.asarray(g.class_of())[reference[:, 1]] == 10  # CLASSES.index("ENTITY")
             for name, sel in (("perplexity_fluency", ~is_fact), ("perplexity_facts", is_fact)):
                 tokens = jnp.sum(jnp.where(sel, count, 0))
-                out[name] = jnp.exp(-jnp.sum(jnp.where(sel, ll, 0.0)) / jnp.maximum(tokens, 1)).astype(dtype)
+                value = jnp.exp(-jnp.sum(jnp.where(sel, ll, 0.0)) / jnp.maximum(tokens, 1))
+                out[name] = jnp.where(tokens > 0, value, jnp.nan).astype(dtype)  # no such sentence: undefined
             start = BOS if self.order == 2 else BOS * self.vocab_size + BOS
-            out["fact_share"] = jnp.sum(params.probs[start, jnp.asarray(g.entity_tokens())])
+            first = params.probs[start]  # the law of a sentence's first word, as sample() draws it
+            if self.temperature != 1:
+                first = jnp.where(params.tempered > 0, tempered_probs(first, self.temperature), first)
+            out["fact_share"] = jnp.sum(first[jnp.asarray(g.entity_tokens())])
             known = self.fact_known(params).astype(dtype)
             out["fact_accuracy"] = jnp.mean(known)
             for bucket, index in g.buckets().items():

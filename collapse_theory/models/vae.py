@@ -44,7 +44,12 @@ log-likelihood is computed in closed form,
 :math:`\mathbb E_q\|x - zW - b\|^2 = \|x - mW - b\|^2 + \sum_l s_l^2\|W_l\|^2`, so training is deterministic. The
 model's law is :math:`N(b, W^\top W + \sigma^2 I)`; at the ELBO's maximum it is the probabilistic-PCA maximum
 likelihood fit (Tipping & Bishop 1999; Lucas et al. 2019 show the diagonal-encoder linear VAE attains it), which
-for ``latent_dim = d`` is the Gaussian MLE :math:`N(\bar x, S)`, :math:`S` with ddof 0. A recursive chain of linear
+for ``latent_dim = d`` is the Gaussian MLE :math:`N(\bar x, S)`, :math:`S` with ddof 0. With a learned σ and
+without ``warm_start``, ``fit`` trains on the standardised rows :math:`(x - \bar x)/s + 1` (:math:`s` the pooled
+sd; mean 1, not 0, see ``_standardiser``) and maps the optimum back (:math:`W \to sW`,
+:math:`b \to \bar x + s(b - 1)`, :math:`\sigma \to s\sigma`, the encoder likewise): an exact
+reparametrisation that lets the same steps reach the optimum at any data scale (from the unit-scale
+initialisation alone, rows of scale 0.03 stopped 0.25 short in log det). A recursive chain of linear
 VAEs (``sample_mode="sample"``) is then the Gaussian family's d-dim chain with ddof = 0, and
 ``collapse-theory check --family vae`` compares it with THEORY.md §2.2.
 
@@ -70,6 +75,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -131,8 +137,12 @@ def make_reference(test_images, classifier: _clf.ClassifierParams | None = None,
     x = np.asarray(test_images, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"test_images has shape {x.shape}: need (N, D) with N >= 2")
-    if not (isinstance(hist_bins, int) and hist_bins >= 1) or not hist_range > 0:
-        raise ValueError(f"hist_bins={hist_bins!r}, hist_range={hist_range!r}: need an int >= 1 and a range > 0")
+    if isinstance(hist_bins, (bool, np.bool_)) or not isinstance(hist_bins, (int, np.integer)) or hist_bins < 1:
+        raise ValueError(f"hist_bins={hist_bins!r} is out of range: need an int hist_bins >= 1")
+    if (isinstance(hist_range, (bool, np.bool_)) or not isinstance(hist_range, numbers.Real)
+            or not math.isfinite(hist_range) or hist_range <= 0):
+        raise ValueError(f"hist_range={hist_range!r} is out of range: need a finite hist_range > 0")
+    hist_bins, hist_range = int(hist_bins), float(hist_range)
     dtype = jnp.zeros(()).dtype
     edges = jnp.linspace(-hist_range, hist_range, hist_bins + 1, dtype=dtype)
     if classifier is None:
@@ -164,6 +174,31 @@ def frechet_distance(mean_a, features_a, mean_b, cov_b_sqrt, cov_b) -> jax.Array
     trace_a = jnp.sum(centred**2) / (n - 1)
     cross = nuclear_norm(centred @ cov_b_sqrt) / jnp.sqrt(jnp.asarray(n - 1, centred.dtype))
     return jnp.sum((mean_a - mean_b) ** 2) + trace_a + jnp.trace(cov_b) - 2 * cross
+
+
+def _standardiser(data: jax.Array, weights: jax.Array):
+    """``(shift, scale)`` with ``(x - shift)/scale`` of pooled sd 1 and mean 1 in every coordinate: scale is the
+    rows' pooled weighted sd (1 where they have no spread or no weight), shift = mean - scale. Mean 1 rather than 0:
+    on centred rows the gradients of both biases vanish identically (their optimum is 0 by symmetry), and Adam,
+    which divides a gradient by its own size, would turn their rounding noise into steps of the full step size."""
+    total = jnp.sum(weights)
+    safe = jnp.where(total > 0, total, 1.0)
+    mean = weights @ data / safe
+    spread = jnp.sqrt(weights @ jnp.sum((data - mean[None, :]) ** 2, axis=1) / (safe * data.shape[1]))
+    scale = jnp.where(spread > 0, spread, 1.0)
+    return mean - scale, scale
+
+
+def _unstandardise_linear(net: dict, shift: jax.Array, scale: jax.Array) -> dict:
+    """A linear VAE trained on x' = (x − shift)/scale as the same VAE on x: encoder x'V + c = x(V/s) + (c − shift
+    V/s), decoder x = shift + s(zW + b), observation sd s·σ (the encoder's latent variances are unchanged)."""
+    enc, dec = net["enc"]["mean"], net["dec"]
+    w_in = enc["w"] / scale
+    out = dict(net)
+    out["enc"] = {**net["enc"], "mean": {"w": w_in, "b": enc["b"] - shift @ w_in}}
+    out["dec"] = {"w": dec["w"] * scale, "b": shift + scale * dec["b"]}
+    out["log_obs_sd"] = net["log_obs_sd"] + jnp.log(scale)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +244,6 @@ class VAE:
                 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in shape)):
             raise ValueError(f"image_shape={self.image_shape!r} is out of range: need (H, W) or (D,) of ints >= 1")
         object.__setattr__(self, "image_shape", tuple(int(s) for s in shape))
-        object.__setattr__(self, "hidden", tuple(self.hidden))
         _clf.check_positive("latent_dim", self.latent_dim, integer=True)
         _clf.check_positive("steps", self.steps, integer=True)
         n_eval = self.num_eval_samples
@@ -219,6 +253,9 @@ class VAE:
         if self.batch_size is not None:
             _clf.check_positive("batch_size", self.batch_size, integer=True)
         _clf.check_positive("learning_rate", self.learning_rate)
+        if not isinstance(self.hidden, (tuple, list)):  # VAE(hidden=64) used to fail with a TypeError
+            raise ValueError(f"hidden={self.hidden!r} is not a tuple of layer widths: write hidden=({self.hidden!r},)")
+        object.__setattr__(self, "hidden", tuple(self.hidden))  # hashable: the model is a static argument
         for h in self.hidden:
             _clf.check_positive("hidden", h, integer=True)
         for name, allowed in (("architecture", ARCHITECTURES), ("likelihood", LIKELIHOODS),
@@ -226,7 +263,7 @@ class VAE:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
         b = self.beta
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0:
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real) or not math.isfinite(b) or b < 0:
             raise ValueError(f"beta={b!r} is out of range: need a finite beta >= 0")
         if self.obs_sd is not None:
             _clf.check_positive("obs_sd", self.obs_sd)
@@ -464,7 +501,16 @@ class VAE:
         else:
             net = self.init_net(k_init)
             opt_state = self._optimizer().init(net)
-        net, opt_state, losses = self.train(k_train, data, weights, net, opt_state)
+        if self.architecture == "linear" and self.obs_sd is None and not self.warm_start:
+            # Train in standardised coordinates x' = (x - shift)/s and map the optimum back: an exact
+            # reparametrisation of the linear-Gaussian VAE (the ELBO changes by the constant d·log s per row), so
+            # the fit reaches the maximum likelihood fit at any data scale, not only near the unit-scale init.
+            shift, scale = _standardiser(data, weights)
+            net, opt_state, losses = self.train(k_train, (data - shift[None, :]) / scale, weights, net, opt_state)
+            net = _unstandardise_linear(net, shift, scale)
+            losses = losses + self.dim * jnp.log(scale)
+        else:
+            net, opt_state, losses = self.train(k_train, data, weights, net, opt_state)
         tail = max(1, self.steps // 10)
         # a generation whose rows all have weight 0 (a gate rejected every sample) keeps the previous model
         empty = jnp.sum(weights) <= 0
