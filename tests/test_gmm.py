@@ -257,6 +257,19 @@ def test_zero_weight_rows_do_not_reach_the_fit_even_when_not_finite():
     assert np.all(np.isfinite(np.asarray(got.mixture.means)))
 
 
+def test_a_training_set_of_total_weight_zero_keeps_the_previous_mixture():
+    """A gate that rejects every row leaves total weight 0: EM divided 0 by 0 and the chain turned NaN for good.
+    The previous mixture (and the anchor state) is kept, as the VAE does."""
+    model = GaussianMixture(2, 2)
+    x = _data(jax.random.key(3), 40)
+    start = model.params()
+    got = model.fit(jax.random.key(1), x, jnp.zeros(40, x.dtype), start)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(start), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fitted = model.fit(jax.random.key(1), x, jnp.ones(40, x.dtype), start)
+    assert int(fitted.anchored) == 1 and not np.allclose(fitted.mixture.means, start.mixture.means)
+
+
 def test_float32_em_from_a_distant_start_stays_finite():
     """A full-covariance EM step from means far from the data (``init_params="warm"`` from a given start) computes
     the covariance from moments about the old means, Σ = S₂/N − shift·shiftᵀ + λI: in float32 that cancellation

@@ -118,6 +118,17 @@ def test_zero_weight_rows_do_not_reach_the_density_even_when_not_finite():
     assert np.all(np.isfinite(np.asarray(model.log_density(got, probe))))
 
 
+def test_a_training_set_of_total_weight_zero_keeps_the_previous_model():
+    """No rows of positive weight (a gate rejected them all): a KDE of nothing has no density (its sampler fell back
+    to a zero padding row); the previous model is kept."""
+    model = KernelDensity(bandwidth=0.5, capacity=4)
+    start = model.init(jax.random.key(0))
+    previous = model.fit(None, jnp.asarray([[0.0, 0.0], [1.0, 1.0]]), jnp.asarray([1.0, 2.0]), start)
+    got = model.fit(None, jnp.asarray([[5.0, 5.0], [6.0, 6.0]]), jnp.zeros(2), previous)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(previous), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_accumulate_keeps_the_real_rows_in_the_pooled_kde():
     model = KernelDensity(bandwidth=0.5, dataset=datasets.Blobs(), capacity=capacity_for(ct.Accumulate(), 50, 4))
     res = ct.simulate(3, model, ct.Accumulate(), num_chains=4, num_generations=4, num_samples=50, quantiles=())

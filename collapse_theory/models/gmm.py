@@ -619,14 +619,18 @@ class GaussianMixture:
 
     def fit(self, key: jax.Array, data: jax.Array, weights: jax.Array, params: GMMParams) -> GMMParams:
         """EM on the weighted rows (see the module docstring); sets ``anchor`` at the first fit. Rows of weight 0
-        are set to 0 first, so that a non-finite value there (0 · inf = NaN) cannot reach the fit."""
+        are set to 0 first, so that a non-finite value there (0 · inf = NaN) cannot reach the fit. A training set
+        of total weight 0 (a gate that rejected every row) has no fit (EM would divide 0 by 0): the previous
+        mixture is kept, as the VAE keeps its network."""
         w = weights.astype(params.mixture.means.dtype)
         x = jnp.where(w[:, None] > 0, data.astype(w.dtype), 0.0)
         mix = self._initial_mixture(key, x, w, params)
         mix, _, _ = self._em(x, w, mix)
-        anchored = params.anchored > 0
+        empty = jnp.sum(w) <= 0
+        mix = jax.tree.map(lambda old, new: jnp.where(empty, old, new), params.mixture, mix)
+        anchored = (params.anchored > 0) | empty
         anchor = jax.tree.map(lambda old, new: jnp.where(anchored, old, new), params.anchor, mix)
-        return GMMParams(mix, anchor, jnp.ones_like(params.anchored))
+        return GMMParams(mix, anchor, jnp.where(empty, params.anchored, jnp.ones_like(params.anchored)))
 
     def _em(self, x, w, mix: Mixture):
         """EM iterations from ``mix``; returns (mixture, iterations, last lower bound)."""

@@ -180,7 +180,9 @@ class KernelDensity:
 
     def fit(self, key, data: jax.Array, weights: jax.Array, params: KDEParams) -> KDEParams:
         """Store the rows and their frequency weights (padded with weight 0 to the capacity); ``key`` unused. Rows
-        of weight 0 are stored as 0 (a non-finite value there would reach the density through 0 · inf = NaN)."""
+        of weight 0 are stored as 0 (a non-finite value there would reach the density through 0 · inf = NaN). A
+        training set of total weight 0 (a gate that rejected every row) keeps the previous model (a KDE of no rows
+        has no density)."""
         del key
         rows = data.shape[0]
         if rows > self.rows:
@@ -192,7 +194,9 @@ class KernelDensity:
         kept = jnp.where(weights[:, None] > 0, data.astype(dtype), 0.0)
         points = jnp.zeros((self.rows, self.dim), dtype).at[:rows].set(kept)
         w = jnp.zeros((self.rows,), dtype).at[:rows].set(weights.astype(dtype))
-        return KDEParams(points, w, jnp.zeros_like(params.real), params.constants, params.test_key)
+        fitted = KDEParams(points, w, jnp.zeros_like(params.real), params.constants, params.test_key)
+        empty = jnp.sum(weights) <= 0
+        return jax.tree.map(lambda old, new: jnp.where(empty, old, new), params, fitted)
 
     # ------------------------------------------------------------------------------------------- observables
     def log_density(self, params: KDEParams, x: jax.Array) -> jax.Array:
