@@ -344,3 +344,42 @@ def test_theory_values_from_the_notes():
     assert th.noiseless_excess_risk(3, 40, 20, "fresh") == pytest.approx(0.875)
     assert th.noiseless_excess_risk([1, 5], 40, 10, "fixed", weight_norm_sq=2.0) == pytest.approx([1.5, 1.5])
     assert th.optimal_ridge_exponent(2.0, 0.375, 0.0, 1.0) == pytest.approx(2.0 / 2.5)
+
+
+def test_exact_path_keeps_every_direction_of_a_badly_conditioned_design_in_float32():
+    """The exact path's ridgeless solve counted Gram eigenvalues below 4·d·eps·max as zero. In float32 with the
+    power-law spectrum k^-2 at d = 300 (eigenvalues spanning 9·10⁴, Dohmatob et al.'s Fig. 1b setting) that dropped
+    most of the 300 directions of a full-rank Gram matrix, and E excess risk after one fit came out 0.085 against
+    σ²d/(T−d−1) = 0.429 (the sample path was right). The solve now keeps exactly rank = min(rows, d) eigenvalues.
+    Sample-sd SE over 40 chains; power: σ²d/T (0.30, the population-design value) is rejected."""
+    d, rows, chains = 300, 1000, 40
+    model = LinearRegression(dim=d, spectrum=power_law_spectrum(d, 2.0))
+    with jax.enable_x64(False):
+        res = simulate(0, model, regimes.Replace(), num_chains=chains, num_generations=1, num_samples=rows,
+                       path="exact", metrics=["excess_risk"], quantiles=())
+    assert res.mean("excess_risk").dtype == np.float32
+    sim, se = float(res.mean("excess_risk")[0]), float(res.se("excess_risk")[0])
+    theory = float(th.replace_excess_risk(1, d, rows))
+    assert abs(sim - theory) <= Z * se, (sim, se, theory)
+    assert abs(sim - d / rows) > Z * se, (sim, se)
+
+
+def test_numpy_scalars_are_numbers_like_any_other():
+    """np.float32(0.5) and np.int64(3) were refused as "out of range" (only Python int/float passed); they are
+    accepted now and stored as Python numbers (the models are static arguments), while bools stay refused."""
+    from collapse_theory.models import Categorical
+
+    model = LinearRegression(dim=np.int64(3), noise_sd=np.float32(0.5), ridge=np.float32(0.25), design="fixed",
+                             design_rows=np.int64(10))
+    assert (model.dim, model.design_rows, model.noise_sd, model.ridge) == (3, 10, 0.5, 0.25)
+    assert type(model.dim) is int and type(model.ridge) is float
+    assert LinearRegression(dim=2, spectrum=(np.float32(1), np.float32(0.5)), model_size=np.int64(4)).model_size == 4
+    assert Downstream(rows=np.int64(10), noise_sd=np.float32(0.5)).rows == 10
+    assert power_law_spectrum(np.int64(3), np.float32(2)) == (1.0, 0.25, 1 / 9)
+    cat = Categorical(5, temperature=np.float32(0.5), smoothing=np.float32(0.25), collapse_threshold=np.float64(1e-3))
+    assert (cat.temperature, cat.smoothing, type(cat.smoothing)) == (0.5, 0.25, float)
+    for bad, name in ((dict(dim=True), "dim=True"), (dict(dim=3, noise_sd=np.bool_(True)), "noise_sd=")):
+        with pytest.raises(ValueError, match=name):
+            LinearRegression(**bad)
+    with pytest.raises(ValueError, match="temperature=True is out of range"):
+        Categorical(5, temperature=True)

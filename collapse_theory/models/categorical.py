@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -103,6 +104,11 @@ class CategoricalStats(NamedTuple):
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    """A real number of any kind (``np.float32(0.5)`` too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def tempered_probs(probs: jax.Array, temperature: float) -> jax.Array:
@@ -329,16 +335,18 @@ class Categorical:
         if not _is_int(k) or k < 2:
             raise ValueError(f"num_categories={k!r} is out of range: need an int num_categories >= 2")
         tau = self.temperature
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (math.isfinite(tau) and tau > 0):
+        if not _is_real(tau) or not (math.isfinite(tau) and tau > 0):
             raise ValueError(f"temperature={tau!r} is out of range: need a finite temperature > 0")
         alpha = self.smoothing
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha >= 0):
+        if not _is_real(alpha) or not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"smoothing={alpha!r} is out of range: need a finite smoothing >= 0")
         if self.head_size is not None and (not _is_int(self.head_size) or not 1 <= self.head_size < k):
             raise ValueError(f"head_size={self.head_size!r} is out of range: need an int 1 <= head_size < {k} (K)")
         thr = self.collapse_threshold
-        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not (math.isfinite(thr) and thr > 0):
+        if not _is_real(thr) or not (math.isfinite(thr) and thr > 0):
             raise ValueError(f"collapse_threshold={thr!r} is out of range: need a finite collapse_threshold > 0")
+        for name in ("temperature", "smoothing", "collapse_threshold"):  # plain floats: the model is static
+            object.__setattr__(self, name, float(getattr(self, name)))
         if self.max_samples is not None and (not _is_int(self.max_samples) or self.max_samples < 1):
             raise ValueError(f"max_samples={self.max_samples!r} is out of range: need None or an int >= 1")
         if self.exact_sampler not in EXACT_SAMPLERS:

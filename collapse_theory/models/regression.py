@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -104,9 +105,11 @@ class Downstream:
     ridge: float | tuple[float, ...] = 0.0
 
     def __post_init__(self):
-        if isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 1:
+        if not _is_integer(self.rows) or self.rows < 1:
             raise ValueError(f"downstream rows={self.rows!r} is out of range: need an int rows >= 1")
+        object.__setattr__(self, "rows", int(self.rows))
         _check_nonneg("downstream noise_sd", self.noise_sd)
+        object.__setattr__(self, "noise_sd", float(self.noise_sd))
         if isinstance(self.ridge, (tuple, list)):
             if not self.ridge:
                 raise ValueError("downstream ridge=() is empty: give a penalty or a tuple of penalties")
@@ -115,41 +118,61 @@ class Downstream:
             object.__setattr__(self, "ridge", tuple(float(v) for v in self.ridge))
         else:
             _check_nonneg("downstream ridge", self.ridge)
+            object.__setattr__(self, "ridge", float(self.ridge))
 
     @property
     def ridges(self) -> tuple[float, ...]:
         return self.ridge if isinstance(self.ridge, tuple) else (self.ridge,)
 
 
+def _is_integer(value) -> bool:
+    """An int of any kind (``np.int64(3)`` too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    """A real number of any kind (``np.float32(0.5)`` too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_nonneg(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name}={value!r} is out of range: need a finite {name.split()[-1]} >= 0")
 
 
 def power_law_spectrum(dim: int, beta: float) -> tuple[float, ...]:
     r"""Eigenvalues :math:`\lambda_k = k^{-\beta}`, ``k = 1..dim`` (Dohmatob et al.'s capacity condition)."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+    if not _is_integer(dim) or dim < 1:
         raise ValueError(f"dim={dim!r} is out of range: need an int dim >= 1")
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+    if not (_is_real(beta) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta={beta!r} is out of range: need a finite beta >= 0")
     return tuple(float(k) ** (-float(beta)) for k in range(1, dim + 1))
 
 
-def _solve(gram, moment, count, ridge: float, dim: int):
-    r""":math:`(G + n\lambda I)^{+} b` by a symmetric eigendecomposition; eigenvalues below
-    ``4·d·eps·max`` count as zero (the minimum-norm solution of a singular system)."""
-    return _solve_many(gram, moment, count, (ridge,), dim)[0]
+def _solve(gram, moment, count, ridge: float, dim: int, rank=None):
+    r""":math:`(G + n\lambda I)^{+} b` by a symmetric eigendecomposition (see :func:`_solve_many` for ``rank``)."""
+    return _solve_many(gram, moment, count, (ridge,), dim, rank)[0]
 
 
-def _solve_many(gram, moment, count, ridges: tuple[float, ...], dim: int):
-    """:func:`_solve` for several penalties from one eigendecomposition; shape (len(ridges), d)."""
-    evals, evecs = _linalg.eigh(gram)
-    tol = 4 * dim * jnp.finfo(gram.dtype).eps * jnp.maximum(jnp.max(jnp.abs(evals)), jnp.finfo(gram.dtype).tiny)
+def _solve_many(gram, moment, count, ridges: tuple[float, ...], dim: int, rank=None):
+    """:func:`_solve` for several penalties from one eigendecomposition; shape (len(ridges), d).
+
+    Ridgeless (λ = 0) the solution is the minimum-norm one: ``rank`` (may be traced), the Gram matrix's rank when the
+    caller knows it (the number of distinct rows it sums, capped at d), keeps exactly the ``rank`` largest
+    eigenvalues (those above 0). Without it, eigenvalues below ``4·d·eps·max`` count as zero; that cut is wrong for
+    a full-rank but badly conditioned Gram matrix in float32 (a power-law spectrum k^-2 at d = 300 spans 9·10⁴, above
+    the cut's 1/(1.4·10⁻⁴)), where it dropped most directions and made the excess risk 5× too small."""
+    evals, evecs = _linalg.eigh(gram)  # ascending
+    if rank is None:
+        tol = 4 * dim * jnp.finfo(gram.dtype).eps * jnp.maximum(jnp.max(jnp.abs(evals)), jnp.finfo(gram.dtype).tiny)
+        nonzero = evals > tol
+    else:
+        nonzero = (jnp.arange(dim) >= dim - rank) & (evals > 0)
     projected = evecs.T @ moment
     out = []
     for ridge in ridges:
         shifted = evals + count * ridge
-        keep = evals > tol if ridge == 0 else shifted > 0
+        keep = nonzero if ridge == 0 else shifted > 0
         inverse = jnp.where(keep, 1.0 / jnp.where(keep, shifted, 1.0), 0.0)
         out.append(evecs @ (inverse * projected))
     return jnp.stack(out)
@@ -187,29 +210,34 @@ class LinearRegression:
     downstream: Downstream | None = None
 
     def __post_init__(self):
-        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+        if not _is_integer(self.dim) or self.dim < 1:
             raise ValueError(f"dim={self.dim!r} is out of range: need an int dim >= 1")
+        object.__setattr__(self, "dim", int(self.dim))
         _check_nonneg("noise_sd", self.noise_sd)
         _check_nonneg("ridge", self.ridge)
+        object.__setattr__(self, "noise_sd", float(self.noise_sd))
+        object.__setattr__(self, "ridge", float(self.ridge))
         if self.design not in DESIGNS:
             raise ValueError(f"design={self.design!r} is not one of {DESIGNS}")
         if self.design == "fixed":
             rows = self.design_rows
-            if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            if not _is_integer(rows) or rows < 1:
                 raise ValueError(f"design_rows={rows!r} is out of range: design='fixed' needs an int design_rows >= 1")
+            object.__setattr__(self, "design_rows", int(rows))
         elif self.design_rows is not None:
             raise ValueError("design_rows is only used with design='fixed'")
         if self.spectrum is not None:
             spec = tuple(self.spectrum)
             if len(spec) != self.dim:
                 raise ValueError(f"spectrum has {len(spec)} entries: need dim={self.dim}")
-            if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in spec):
+            if not all(_is_real(v) and math.isfinite(v) and v > 0 for v in spec):
                 raise ValueError("spectrum entries must be finite and > 0 (the eigenvalues of Σ)")
             object.__setattr__(self, "spectrum", tuple(float(v) for v in spec))
         if self.model_size is not None:
             m = self.model_size
-            if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            if not _is_integer(m) or m < 1:
                 raise ValueError(f"model_size={m!r} is out of range: need an int model_size m >= 1")
+            object.__setattr__(self, "model_size", int(m))
         if self.test_labels not in TEST_LABELS:
             raise ValueError(f"test_labels={self.test_labels!r} is not one of {TEST_LABELS}")
         if self.downstream is not None and not isinstance(self.downstream, Downstream):
@@ -338,12 +366,16 @@ class LinearRegression:
         return RegressionStats(a.gram + b.gram, a.moment + b.moment, a.count + b.count)
 
     def fit_from_stats(self, stats: RegressionStats, params: RegressionParams) -> RegressionParams:
-        """The estimator of :meth:`fit` from (XᵀFX, XᵀFy, n), by an eigendecomposition of the Gram matrix."""
+        """The estimator of :meth:`fit` from (XᵀFX, XᵀFy, n), by an eigendecomposition of the Gram matrix, whose
+        rank is known: the distinct rows it sums (n fresh rows, or at most T rows of a fixed design), capped at the
+        dimension."""
+        rows = stats.count if self.design != "fixed" else jnp.minimum(stats.count, self.design_rows)
         if self.model_size is None:
-            w = _solve(stats.gram, stats.moment, stats.count, self.ridge, self.dim)
+            w = _solve(stats.gram, stats.moment, stats.count, self.ridge, self.dim, jnp.minimum(rows, self.dim))
         else:
             s = params.projection
-            v = _solve(s @ stats.gram @ s.T, s @ stats.moment, stats.count, self.ridge, self.model_size)
+            rank = jnp.minimum(jnp.minimum(rows, self.dim), self.model_size)
+            v = _solve(s @ stats.gram @ s.T, s @ stats.moment, stats.count, self.ridge, self.model_size, rank)
             w = s.T @ v
         return params._replace(weights=w)
 
@@ -377,7 +409,7 @@ class LinearRegression:
                 raise ValueError("metrics: the downstream model needs a key")
             ds = self.downstream
             gram, moment = self._fresh_stats(key, params.weights, jnp.asarray(ds.rows, dtype), ds.noise_sd, dtype)
-            preds = _solve_many(gram, moment, jnp.asarray(ds.rows, dtype), ds.ridges, self.dim)
+            preds = _solve_many(gram, moment, jnp.asarray(ds.rows, dtype), ds.ridges, self.dim, min(ds.rows, self.dim))
             risks = jnp.sum(spec[None, :] * (preds - reference.weights[None, :]) ** 2, axis=1)
             out["downstream_excess_risk"] = risks[0]
             if len(ds.ridges) > 1:
