@@ -341,3 +341,16 @@ def test_bad_inputs_raise_clear_errors(make, match):
 def test_zero_samples_is_rejected_by_the_engine():
     with pytest.raises(ValueError, match="num_samples=0"):
         simulate(0, Categorical(5), num_chains=2, num_generations=2, num_samples=0, path="exact")
+
+
+def test_a_training_set_of_total_weight_zero_keeps_the_previous_model():
+    """A gate that rejects every row leaves total weight 0: without smoothing the fit was 0/0 (NaN probabilities for
+    good). The previous model is kept, as the other families keep theirs; with smoothing the fit is the uniform law."""
+    model = Categorical(4)
+    previous = model.fit(None, jnp.array([0, 1, 1, 3]), jnp.ones(4), None)
+    kept = model.fit(None, jnp.array([0, 1, 1, 3]), jnp.zeros(4), previous)
+    for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(previous), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    smoothed = Categorical(4, smoothing=1.0)
+    uniform = smoothed.fit(None, jnp.array([0, 1, 1, 3]), jnp.zeros(4), previous)
+    np.testing.assert_allclose(np.asarray(uniform.probs), 0.25)

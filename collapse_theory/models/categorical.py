@@ -441,11 +441,17 @@ class Categorical:
         return inverse_cdf_sample(key, self.sampling_probs(params), n)
 
     def fit(self, key, data: jax.Array, weights: jax.Array, params=None) -> CategoricalParams:
-        """Weighted counts of the indices in ``data``, then :meth:`fit_from_stats`; ``key``/``params`` unused."""
+        """Weighted counts of the indices in ``data``, then :meth:`fit_from_stats`; ``key`` unused. A training set
+        of total weight 0 (a gate that rejected every row) without smoothing has no fit (0/0): ``params``, the
+        previous model, is kept, as the other families keep theirs."""
         del key
         dtype = weights.dtype
         counts = jnp.zeros((self.num_categories,), dtype).at[data].add(weights)
-        return self.fit_from_stats(CategoricalStats(counts), params)
+        fitted = self.fit_from_stats(CategoricalStats(counts), params)
+        if params is None or self.smoothing > 0:
+            return fitted
+        empty = jnp.sum(weights) <= 0
+        return jax.tree.map(lambda old, new: jnp.where(empty, old, new), params, fitted)
 
     # ----------------------------------------------------------------- exact path
     def sample_stats(self, key: jax.Array, params: CategoricalParams, n) -> CategoricalStats:
