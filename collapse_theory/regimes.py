@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Callable, NamedTuple
 
 import jax
@@ -47,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .keys import GATE, REAL, SAMPLE, SUBSAMPLE
+from .theory._validate import is_real
 
 
 class Layout(NamedTuple):
@@ -292,7 +292,7 @@ class FreshFraction(_NoBuffer):
 
     def __post_init__(self):
         g = self.gamma
-        if isinstance(g, bool) or not isinstance(g, numbers.Real):  # np.float32(0.5) is a number; True is not
+        if not is_real(g):  # np.float32(0.5) is a number; True is not
             raise ValueError(f"gamma={g!r} is not a real number: need 0 < gamma <= 1")
         if not (math.isfinite(g) and 0 < g <= 1):
             raise ValueError(f"gamma={g!r} is out of range: need 0 < gamma <= 1")

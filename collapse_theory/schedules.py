@@ -10,9 +10,10 @@ the Wasserstein distance of the 1-D Gaussian chain, :math:`\tfrac32\sigma^2\sum_
 from __future__ import annotations
 
 import dataclasses
-import numbers
 
 import numpy as np
+
+from .theory._validate import is_real
 
 MAX_SIZE = 2**31 - 1
 """Largest M_t: the engine's per-generation counts and row indices are 32-bit integers."""
@@ -73,7 +74,7 @@ class PowerLaw:
 
     def __post_init__(self):
         _check_positive_int("first", self.first)
-        if isinstance(self.exponent, bool) or not isinstance(self.exponent, numbers.Real):
+        if not is_real(self.exponent):
             raise ValueError(f"exponent={self.exponent!r} is not a real number: need a finite exponent >= 0")
         if not np.isfinite(self.exponent) or self.exponent < 0:
             raise ValueError(f"exponent={self.exponent} is out of range: need a finite exponent >= 0")

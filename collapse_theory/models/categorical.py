@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import NamedTuple
 
 import jax
@@ -73,6 +72,7 @@ import numpy as np
 
 from .._random import unit_uniforms
 from ..keys import fold_in
+from ..theory._validate import is_real
 
 EXACT_SAMPLERS = ("auto", "tree", "inverse-cdf", "spacings")
 PROB_SUM_TOL = 1e-6
@@ -104,11 +104,6 @@ class CategoricalStats(NamedTuple):
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    """A real number of any kind (``np.float32(0.5)`` too), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def tempered_probs(probs: jax.Array, temperature: float) -> jax.Array:
@@ -335,15 +330,15 @@ class Categorical:
         if not _is_int(k) or k < 2:
             raise ValueError(f"num_categories={k!r} is out of range: need an int num_categories >= 2")
         tau = self.temperature
-        if not _is_real(tau) or not (math.isfinite(tau) and tau > 0):
+        if not is_real(tau) or not (math.isfinite(tau) and tau > 0):
             raise ValueError(f"temperature={tau!r} is out of range: need a finite temperature > 0")
         alpha = self.smoothing
-        if not _is_real(alpha) or not (math.isfinite(alpha) and alpha >= 0):
+        if not is_real(alpha) or not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"smoothing={alpha!r} is out of range: need a finite smoothing >= 0")
         if self.head_size is not None and (not _is_int(self.head_size) or not 1 <= self.head_size < k):
             raise ValueError(f"head_size={self.head_size!r} is out of range: need an int 1 <= head_size < {k} (K)")
         thr = self.collapse_threshold
-        if not _is_real(thr) or not (math.isfinite(thr) and thr > 0):
+        if not is_real(thr) or not (math.isfinite(thr) and thr > 0):
             raise ValueError(f"collapse_threshold={thr!r} is out of range: need a finite collapse_threshold > 0")
         for name in ("temperature", "smoothing", "collapse_threshold"):  # plain floats: the model is static
             object.__setattr__(self, name, float(getattr(self, name)))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 from typing import NamedTuple
 
 import jax
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..theory._validate import is_real
 from . import nn
 
 
@@ -149,7 +149,7 @@ class Confident:
 
     def __post_init__(self):
         t = self.threshold
-        if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real) or not 0.0 <= t <= 1.0:
+        if not is_real(t) or not 0.0 <= t <= 1.0:
             raise ValueError(f"threshold={t!r} is out of range: need 0 <= threshold <= 1")
         object.__setattr__(self, "params", jax.tree.map(np.asarray, self.params))
 

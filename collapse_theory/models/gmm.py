@@ -61,7 +61,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import numbers
 from typing import NamedTuple
 
 import jax
@@ -70,6 +69,7 @@ import numpy as np
 from jax.scipy.special import logsumexp, ndtr
 
 from .. import _linalg
+from ..theory._validate import is_real
 
 _LOG_2PI = math.log(2 * math.pi)
 _UNROLL_MAX_DIM = 4  # dimensions up to this use unrolled (fused, LAPACK-free) Cholesky and triangular solves
@@ -300,6 +300,13 @@ def _moment_pairs(d: int, full: bool) -> list:
     """(i, j) of the second moments :func:`_block_moments` returns, in column order: the lower triangle row by row
     (``"full"``) or the diagonal (``"diag"``)."""
     return [(i, j) for i in range(d) for j in range(i + 1)] if full else [(i, i) for i in range(d)]
+
+
+def _weighted_rows(data, weights, dtype):
+    """The rows and weights a fit works on, in ``dtype``; rows of weight 0 set to 0, so that a non-finite value
+    there cannot reach the fit (0 · inf = NaN)."""
+    w = weights.astype(dtype)
+    return jnp.where(w[:, None] > 0, data.astype(dtype), 0.0), w
 
 
 def _blocked_rows(x_t, w):
@@ -535,7 +542,7 @@ class GaussianMixture:
             raise ValueError(f"warm_start={self.warm_start!r} is out of range: need True or False")
         for name, strict in (("reg_covar", False), ("tol", False), ("kmeans_tol", False), ("tail_k", True)):
             value = getattr(self, name)  # any real number (np.float32(1e-3) too), not a bool
-            ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+            ok = is_real(value) and math.isfinite(value)
             if not ok or value < 0 or (strict and value == 0):
                 raise ValueError(f"{name}={value!r} is out of range: need a finite {name} {'>' if strict else '>='} 0")
             object.__setattr__(self, name, float(value))
@@ -622,8 +629,7 @@ class GaussianMixture:
         are set to 0 first, so that a non-finite value there (0 · inf = NaN) cannot reach the fit. A training set
         of total weight 0 (a gate that rejected every row) has no fit (EM would divide 0 by 0): the previous
         mixture is kept, as the VAE keeps its network."""
-        w = weights.astype(params.mixture.means.dtype)
-        x = jnp.where(w[:, None] > 0, data.astype(w.dtype), 0.0)
+        x, w = _weighted_rows(data, weights, params.mixture.means.dtype)
         mix = self._initial_mixture(key, x, w, params)
         mix, _, _ = self._em(x, w, mix)
         empty = jnp.sum(w) <= 0
@@ -671,8 +677,7 @@ class GaussianMixture:
         :class:`Mixture` (no anchor bookkeeping), the EM iteration count, and the mean weighted log-likelihood
         evaluated in the last E step, i.e. at the mixture *before* the last M step (EM stops once it changes by
         less than ``tol``)."""
-        w = weights.astype(params.mixture.means.dtype)
-        x = jnp.where(w[:, None] > 0, data.astype(w.dtype), 0.0)
+        x, w = _weighted_rows(data, weights, params.mixture.means.dtype)
         mix = self._initial_mixture(key, x, w, params)
         return self._em(x, w, mix)
 

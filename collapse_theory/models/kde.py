@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -57,6 +56,7 @@ import numpy as np
 
 from .. import regimes as _regimes
 from ..datasets import Blobs
+from ..theory._validate import is_real
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -115,7 +115,7 @@ class KernelDensity:
 
     def __post_init__(self):
         h = self.bandwidth  # any real number (np.float32(0.5) too), not a bool
-        if isinstance(h, (bool, np.bool_)) or not isinstance(h, numbers.Real) or not math.isfinite(h) or h <= 0:
+        if not is_real(h) or not math.isfinite(h) or h <= 0:
             raise ValueError(f"bandwidth={h!r} is out of range: need a finite bandwidth h > 0")
         object.__setattr__(self, "bandwidth", float(h))
         for name in ("capacity", "num_test", "block"):

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import NamedTuple
 
 import jax
@@ -62,6 +61,7 @@ import numpy as np
 
 from .. import _linalg
 from .._random import log_gamma
+from ..theory._validate import is_integer, is_real
 
 DESIGNS = ("fixed", "fresh")
 TEST_LABELS = ("clean", "noisy")
@@ -105,7 +105,7 @@ class Downstream:
     ridge: float | tuple[float, ...] = 0.0
 
     def __post_init__(self):
-        if not _is_integer(self.rows) or self.rows < 1:
+        if not is_integer(self.rows) or self.rows < 1:
             raise ValueError(f"downstream rows={self.rows!r} is out of range: need an int rows >= 1")
         object.__setattr__(self, "rows", int(self.rows))
         _check_nonneg("downstream noise_sd", self.noise_sd)
@@ -125,26 +125,16 @@ class Downstream:
         return self.ridge if isinstance(self.ridge, tuple) else (self.ridge,)
 
 
-def _is_integer(value) -> bool:
-    """An int of any kind (``np.int64(3)`` too), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    """A real number of any kind (``np.float32(0.5)`` too), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
 def _check_nonneg(name, value):
-    if not _is_real(value) or not math.isfinite(value) or value < 0:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name}={value!r} is out of range: need a finite {name.split()[-1]} >= 0")
 
 
 def power_law_spectrum(dim: int, beta: float) -> tuple[float, ...]:
     r"""Eigenvalues :math:`\lambda_k = k^{-\beta}`, ``k = 1..dim`` (Dohmatob et al.'s capacity condition)."""
-    if not _is_integer(dim) or dim < 1:
+    if not is_integer(dim) or dim < 1:
         raise ValueError(f"dim={dim!r} is out of range: need an int dim >= 1")
-    if not (_is_real(beta) and math.isfinite(beta) and beta >= 0):
+    if not (is_real(beta) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta={beta!r} is out of range: need a finite beta >= 0")
     return tuple(float(k) ** (-float(beta)) for k in range(1, dim + 1))
 
@@ -210,7 +200,7 @@ class LinearRegression:
     downstream: Downstream | None = None
 
     def __post_init__(self):
-        if not _is_integer(self.dim) or self.dim < 1:
+        if not is_integer(self.dim) or self.dim < 1:
             raise ValueError(f"dim={self.dim!r} is out of range: need an int dim >= 1")
         object.__setattr__(self, "dim", int(self.dim))
         _check_nonneg("noise_sd", self.noise_sd)
@@ -221,7 +211,7 @@ class LinearRegression:
             raise ValueError(f"design={self.design!r} is not one of {DESIGNS}")
         if self.design == "fixed":
             rows = self.design_rows
-            if not _is_integer(rows) or rows < 1:
+            if not is_integer(rows) or rows < 1:
                 raise ValueError(f"design_rows={rows!r} is out of range: design='fixed' needs an int design_rows >= 1")
             object.__setattr__(self, "design_rows", int(rows))
         elif self.design_rows is not None:
@@ -230,12 +220,12 @@ class LinearRegression:
             spec = tuple(self.spectrum)
             if len(spec) != self.dim:
                 raise ValueError(f"spectrum has {len(spec)} entries: need dim={self.dim}")
-            if not all(_is_real(v) and math.isfinite(v) and v > 0 for v in spec):
+            if not all(is_real(v) and math.isfinite(v) and v > 0 for v in spec):
                 raise ValueError("spectrum entries must be finite and > 0 (the eigenvalues of Σ)")
             object.__setattr__(self, "spectrum", tuple(float(v) for v in spec))
         if self.model_size is not None:
             m = self.model_size
-            if not _is_integer(m) or m < 1:
+            if not is_integer(m) or m < 1:
                 raise ValueError(f"model_size={m!r} is out of range: need an int model_size m >= 1")
             object.__setattr__(self, "model_size", int(m))
         if self.test_labels not in TEST_LABELS:

@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -84,6 +83,7 @@ import numpy as np
 import optax
 
 from .._linalg import nuclear_norm
+from ..theory._validate import is_real
 from . import classifier as _clf
 from . import gmm as _gmm
 from . import nn
@@ -139,8 +139,7 @@ def make_reference(test_images, classifier: _clf.ClassifierParams | None = None,
         raise ValueError(f"test_images has shape {x.shape}: need (N, D) with N >= 2")
     if isinstance(hist_bins, (bool, np.bool_)) or not isinstance(hist_bins, (int, np.integer)) or hist_bins < 1:
         raise ValueError(f"hist_bins={hist_bins!r} is out of range: need an int hist_bins >= 1")
-    if (isinstance(hist_range, (bool, np.bool_)) or not isinstance(hist_range, numbers.Real)
-            or not math.isfinite(hist_range) or hist_range <= 0):
+    if not is_real(hist_range) or not math.isfinite(hist_range) or hist_range <= 0:
         raise ValueError(f"hist_range={hist_range!r} is out of range: need a finite hist_range > 0")
     hist_bins, hist_range = int(hist_bins), float(hist_range)
     dtype = jnp.zeros(()).dtype
@@ -263,7 +262,7 @@ class VAE:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
         b = self.beta
-        if isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real) or not math.isfinite(b) or b < 0:
+        if not is_real(b) or not math.isfinite(b) or b < 0:
             raise ValueError(f"beta={b!r} is out of range: need a finite beta >= 0")
         if self.obs_sd is not None:
             _clf.check_positive("obs_sd", self.obs_sd)

@@ -26,6 +26,8 @@ import operator
 import numpy as np
 
 __all__ = [
+    "is_real",
+    "is_integer",
     "require_int",
     "require_int_array",
     "require_finite",
@@ -50,6 +52,16 @@ def _fmt(value) -> str:
 
 def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
+
+
+def is_real(value) -> bool:
+    """A real number of any kind (``np.float32(0.5)`` and ``np.int64(3)`` too), not a bool."""
+    return isinstance(value, numbers.Real) and not _is_bool(value)
+
+
+def is_integer(value) -> bool:
+    """An integer of any kind (``np.int64(3)`` too), not a bool."""
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def require_int(name: str, value, minimum: int | None = None, *, reason: str = "") -> int:
