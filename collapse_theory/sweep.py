@@ -196,9 +196,12 @@ def _cell_context(index: int, cell: dict):
         raise ValueError(f"cell {index} {json.dumps(cell, sort_keys=True, default=str)}: {err}") from err
 
 
-def _check_cells(cells: list[dict]) -> None:
+def _prepare_cells(cells: list[dict]) -> None:
     """The checks that cost nothing, for every cell up front: seeds, model and regime construction, schedule sizes
-    against the model's minimum (models of the language-model and VAE set-ups are built when their cell runs)."""
+    against the model's minimum (models of the language-model and VAE set-ups are built when their cell runs).
+    Also replaces ``path = "auto"`` by the path the cell runs: ``exact`` where the model and the regime have one, as
+    ``collapse-theory run`` picks it, else ``sample`` (the n-gram and VAE set-ups have no exact path)."""
+    from .models.base import has_exact_path
     from .schedules import as_schedule
 
     seen: dict[str, int] = {}
@@ -216,6 +219,8 @@ def _check_cells(cells: list[dict]) -> None:
                 raise ValueError(f"the grid repeats cell {same}: the same run twice would be counted twice when "
                                  f"the cells are pooled; remove the repeated axis value")
             if cell["model"] in _SETUPS:
+                if cell.get("path") == "auto":
+                    cell["path"] = "sample"
                 continue
             model, regime, _, _ = _build(cell)
             sizes = as_schedule(cell["num_samples"]).sizes(int(cell["num_generations"]))
@@ -224,6 +229,8 @@ def _check_cells(cells: list[dict]) -> None:
                                  f"{model.min_samples}")
             if hasattr(regime, "check_sizes"):
                 regime.check_sizes(sizes)
+            if cell.get("path") == "auto":
+                cell["path"] = "exact" if has_exact_path(model) and regime.exact else "sample"
 
 
 def _cell_fingerprint(cell: dict) -> str:
@@ -252,22 +259,6 @@ def _check_kept(path: Path, cell: dict, index: int) -> None:
             f"resume: {path.name} (cell {index}) was written for other parameters than this spec's cell {index} "
             f"({'no record in ' + path.name if saved is None else 'recorded ' + saved}; this spec: {want}); "
             f"use another --out folder, or delete the stale cell files to recompute them")
-
-
-def _resolve_paths(cells: list[dict]) -> None:
-    """Replace ``path = "auto"`` by the path the cell runs: ``exact`` where the model and the regime have one, as
-    ``collapse-theory run`` picks it, else ``sample`` (the n-gram and VAE set-ups have no exact path)."""
-    from .models.base import has_exact_path
-
-    for i, cell in enumerate(cells):
-        if cell.get("path") != "auto":
-            continue
-        if cell["model"] in _SETUPS:
-            cell["path"] = "sample"
-            continue
-        with _cell_context(i, cell):
-            model, regime, _, _ = _build(cell)
-        cell["path"] = "exact" if has_exact_path(model) and regime.exact else "sample"
 
 
 def _group_cost(cells: list[dict], members: list[int]) -> float:
@@ -374,8 +365,7 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
             raise ValueError(f"the spec asks for x64={spec['x64']} but JAX runs with jax_enable_x64="
                              f"{bool(jax.config.jax_enable_x64)}: set it first (jax.config.update('jax_enable_x64', "
                              f"{spec['x64']})), or run the spec with `collapse-theory sweep`, which sets it")
-    _check_cells(cells)  # every cell's cheap checks before the first one runs
-    _resolve_paths(cells)
+    _prepare_cells(cells)  # every cell's cheap checks before the first one runs, and each cell's path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[int]] = {}
