@@ -319,12 +319,27 @@ def _compiled_programs() -> int:
     return _run_chunk._cache_size() + len(_COMPILED)
 
 
-def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: bool, x64: bool):
-    """A worker process's task: one group's cells, back to back (they share one compiled program), under the
-    parent's x64 setting; returns ``(entries, compiled programs)``."""
+_WORKER_CONFIG = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+"""JAX settings a worker process takes from the parent (a spawned process starts from JAX's defaults): x64, and
+the persistent compilation cache that ``collapse-theory`` configures, so that a second sweep of the same grid
+loads its programs instead of compiling them again, with workers as without."""
+
+
+def _jax_settings() -> dict:
     import jax
 
-    jax.config.update("jax_enable_x64", x64)
+    return {name: getattr(jax.config, name) for name in _WORKER_CONFIG}
+
+
+def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: bool, settings: dict):
+    """A worker process's task: one group's cells, back to back (they share one compiled program), under the
+    parent's JAX ``settings`` (:func:`_jax_settings`); returns ``(entries, compiled programs)``."""
+    import jax
+
+    for name, value in settings.items():
+        if getattr(jax.config, name) != value:
+            jax.config.update(name, value)
     before = _compiled_programs()
     entries = [_run_cell(i, cells[i], out_dir, resume=resume, progress=False, devices=None) for i in members]
     return entries, _compiled_programs() - before
@@ -347,8 +362,10 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     survive ``fork``), the groups with the most estimated work first; each cell's result is the same as with
     ``workers=1`` (a cell depends only on its own parameters and seed). On a CPU this helps grids of many
     compile-dominated cells: XLA compiles a program on one thread, so one process leaves the other cores idle while
-    it compiles. Each worker holds its own compiled programs and imports JAX once (a few seconds). Progress bars
-    are shown only with ``workers=1``; ``log`` then reports each group's cells when the group finishes.
+    it compiles. Each worker holds its own compiled programs and imports JAX once (a few seconds); it runs with
+    the caller's x64 setting and persistent compilation cache (``collapse-theory`` keeps one, so a repeated sweep
+    loads its programs in the workers too). Progress bars are shown only with ``workers=1``; ``log`` then reports
+    each group's cells when the group finishes.
 
     Returns the index (also written to ``out_dir/index.json``).
     """
@@ -408,10 +425,10 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
         import multiprocessing
 
         order = sorted(range(len(members_of)), key=lambda g: -_group_cost(cells, members_of[g]))
-        x64 = bool(jax.config.jax_enable_x64)
+        settings = _jax_settings()
         with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(workers, len(members_of)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_worker_group, members_of[g], cells, out_dir, resume, x64): g
+            futures = {pool.submit(_worker_group, members_of[g], cells, out_dir, resume, settings): g
                        for g in order}
             try:
                 for future in concurrent.futures.as_completed(futures):

@@ -4,6 +4,8 @@ resume, and clear errors for bad specs."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -229,6 +231,34 @@ def test_sweep_workers_give_the_one_process_results(tmp_path):
         assert a.summary["log_variance"]["mean"].dtype == np.float64 == b.summary["log_variance"]["mean"].dtype
         for stat in ("mean", "sd", "quantiles"):
             np.testing.assert_array_equal(a.summary["log_variance"][stat], b.summary["log_variance"][stat])
+
+
+_CACHE_SCRIPT = """
+import sys
+import jax
+from collapse_theory.sweep import run_sweep
+if __name__ == "__main__":  # as in the CLI: the spawned workers do not run this (they import this file)
+    jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    spec = {"model": "gaussian", "regime": ["replace", "accumulate"], "path": "exact", "num_chains": 4,
+            "num_generations": 2, "num_samples": 5, "quantiles": [], "fast_compile": True,
+            "model_options": {"dim": 2, "ddof": 1}}
+    run_sweep(spec, sys.argv[2], workers=2)
+"""
+
+
+def test_sweep_workers_use_the_callers_compilation_cache(tmp_path):
+    """Spawned workers start from JAX's defaults; they must take the caller's persistent compilation cache (which
+    ``collapse-theory`` configures) as they take its x64 setting, or a repeated ``--workers`` sweep compiles every
+    program again. Run in a subprocess, so this test's own JAX cache settings stay untouched. Catches workers that
+    ignore the cache: no ``_run_chunk`` program in the cache folder (the caller compiles none itself)."""
+    script = tmp_path / "sweep_cache.py"
+    script.write_text(_CACHE_SCRIPT)
+    cache = tmp_path / "cache"
+    subprocess.run([sys.executable, str(script), str(cache), str(tmp_path / "out")], check=True, timeout=300,
+                   capture_output=True)
+    programs = sorted(p.name for p in cache.iterdir() if "_run_chunk" in p.name)
+    assert len(programs) >= 2, sorted(p.name for p in cache.iterdir())
 
 
 @pytest.mark.parametrize("workers, match", [
