@@ -856,6 +856,8 @@ def simulate(
     if real_data is not None:
         _check_finite_tree("real_data", real_data)
         _check_real_rows(real_data, model)
+        if hasattr(model, "check_rows"):  # values the model's rows may hold (e.g. token ids in the vocabulary)
+            model.check_rows(real_data)
         if reference is None:
             _check_metrics_without_reference(model)
         rows = jax.tree.leaves(real_data)[0].shape[0]

@@ -337,6 +337,26 @@ def test_simulate_without_a_reference_corpus_is_a_clear_error():
         simulate(0, model, Replace(), num_chains=2, num_generations=1, num_samples=10, truth=model.true_params())
 
 
+def test_real_sentences_out_of_the_vocabulary_are_a_clear_error():
+    """``real_data`` token ids must lie in [0, V): an id of V or more used to be clipped to V − 1 by JAX indexing
+    inside the fit, counting a transition that is not in the data. A negative id, a fraction and a non-number
+    are refused too; the corpus itself passes."""
+    model = NGram.for_grammar(GRAMMAR, max_len=GRAMMAR.max_len, num_metric_samples=4, bleu_samples=2,
+                              ttr_tokens=10)
+    ref = np.asarray(grammar_sample_j(GRAMMAR, jax.random.key(1), 40))
+    model.check_rows(ref)
+    v = GRAMMAR.vocab_size
+    for bad, shown in ((v, str(v)), (-1, "-1"), (1.5, "1.5")):
+        rows = ref.astype(np.float64 if bad == 1.5 else ref.dtype).copy()
+        rows[3, 1] = bad
+        with pytest.raises(ValueError, match=rf"real_data holds token id {shown} at \(3, 1\): need whole numbers "
+                                             rf"in \[0, {v}\) \(vocab_size={v}\)"):
+            simulate(0, model, Replace(), num_chains=2, num_generations=1, num_samples=10, real_data=rows,
+                     reference=ref)
+    with pytest.raises(ValueError, match="real_data has dtype bool"):
+        model.check_rows(ref > 0)
+
+
 @pytest.mark.slow
 def test_replace_forgets_tail_facts_accumulate_keeps_them():
     """Replace loses tail facts (Zipfian entities drift to extinction); accumulate keeps (nearly) all of them."""

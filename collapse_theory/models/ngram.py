@@ -45,7 +45,9 @@ carry a flag ``tempered`` (0 for the truth of :meth:`NGram.true_params`, 1 for e
   ``grammaticality`` (fraction accepted by :class:`~collapse_theory.corpus.GrammarCheck`), ``fact_check_rate``
   (fraction accepted by :class:`~collapse_theory.corpus.FactCheck`: the acceptance rate a fact gate would have),
   ``mean_length`` (words per sentence), ``perplexity_self`` (the model's perplexity on its own samples: how
-  confident it is on the text it generates), and the lexical-diversity metrics of Guo et al.
+  confident it is on the text it generates; the samples are drawn at temperature τ and scored by the fitted,
+  untempered table :math:`P`, so at τ < 1 it measures how typical the sharpened text is of :math:`P`, not the
+  perplexity of the tempered law on itself), and the lexical-diversity metrics of Guo et al.
   (:mod:`collapse_theory.diversity`): ``ttr`` on the first ``ttr_tokens`` words, ``distinct_2``, ``distinct_3`` and
   ``one_minus_self_bleu`` (BLEU+1, orders 1–3, over the first ``bleu_samples`` sentences).
 
@@ -255,6 +257,18 @@ class NGram:
         if self.temperature != 1:
             probs = jnp.where(params.tempered > 0, tempered_probs(probs, self.temperature), probs)
         return sample_sentences(key, probs, n, self.max_len, self.order)
+
+    def check_rows(self, rows) -> None:
+        """Refuse real sentences that are not token ids of this vocabulary: whole numbers in [0, V). (``simulate``
+        calls it on ``real_data``; inside a jitted fit, JAX indexing would clip an id >= V to V − 1 silently.)"""
+        x = np.asarray(rows)
+        if x.dtype == bool or not np.issubdtype(x.dtype, np.number):
+            raise ValueError(f"real_data has dtype {x.dtype}: need integer token ids in [0, {self.vocab_size})")
+        bad = (x < 0) | (x >= self.vocab_size) | (x != np.round(x))
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"real_data holds token id {x[where].item()!r} at {where}: need whole numbers in "
+                             f"[0, {self.vocab_size}) (vocab_size={self.vocab_size})")
 
     def counts(self, data: jax.Array, weights: jax.Array) -> jax.Array:
         """Weighted transition counts N(c, v), shape (V**(k-1), V)."""
