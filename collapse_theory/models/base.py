@@ -28,6 +28,8 @@ Optional hooks (any model):
   constants; ``fit`` and ``fit_from_stats`` pass them through.
 * ``check_sizes(sizes, path)``: raise ``ValueError`` naming the parameter when the per-generation sample sizes
   (a NumPy int array) do not suit the model on ``path`` (e.g. a fixed design of T rows needs multiples of T).
+* ``check_rows(rows)``: raise ``ValueError`` naming the value and the allowed range when a ``real_data`` array
+  holds values the model's samples cannot (e.g. token ids outside the vocabulary); called once, on the host.
 
 Exact path (families with sufficient statistics), in addition:
 
