@@ -40,6 +40,10 @@ def test_fit_is_pinv_on_stacked_rows_and_weights_equal_repeats():
     rows = np.repeat(np.arange(7), counts.astype(int))
     expected = np.linalg.pinv(x[rows]) @ y[rows]
     np.testing.assert_allclose(fitted.weights, expected, rtol=1e-10, atol=1e-12)
+    # a row of weight 0 holding non-finite values is no row: it must not turn the fit into NaN (sqrt(0) * NaN)
+    x[2], y[2] = np.nan, np.inf
+    fitted = model.fit(None, {"x": jnp.asarray(x), "y": jnp.asarray(y)}, jnp.asarray(counts), params)
+    np.testing.assert_allclose(fitted.weights, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_underdetermined_fit_is_minimum_norm():

@@ -306,16 +306,18 @@ class LinearRegression:
 
     def fit(self, key, data: dict, weights: jax.Array, params: RegressionParams) -> RegressionParams:
         r"""Ridge / minimum-norm least squares with frequency weights, by the SVD of :math:`F^{1/2}X`
-        (singular values below ``max(n, d)·eps·s_max`` count as zero, as ``numpy.linalg.pinv``)."""
+        (singular values below ``max(n, d)·eps·s_max`` count as zero, as ``numpy.linalg.pinv``). Rows of weight 0
+        are set to 0 first, so that a non-finite value there (√0 · NaN = NaN) cannot reach the fit."""
         del key
-        feats = self._features(data["x"], params)
+        live = weights > 0
+        feats = jnp.where(live[:, None], self._features(data["x"], params), 0.0)
         root = jnp.sqrt(weights)
         u, s, vt = _linalg.svd(root[:, None] * feats)
         count = jnp.sum(weights)
         tol = max(feats.shape) * jnp.finfo(s.dtype).eps * jnp.max(s)
         keep = s > tol
         gain = jnp.where(keep, s / jnp.where(keep, s**2 + count * self.ridge, 1.0), 0.0)
-        v = vt.T @ (gain * (u.T @ (root * data["y"])))
+        v = vt.T @ (gain * (u.T @ (root * jnp.where(live, data["y"], 0.0))))
         return params._replace(weights=self._from_features(v, params))
 
     # ----------------------------------------------------------------- exact path
