@@ -681,6 +681,38 @@ def _check_real_rows(real_data, model) -> None:
                          f"model.sample(key, params, 1) without its leading axis)")
 
 
+def _as_sample_dtypes(real_data, model):
+    """``real_data`` with each leaf in the dtype of the model's own samples, which the engine mixes with it (one
+    training set, one ``lax.cond``): an int64 or uint8 token array for int32 samples, whole-number floats for
+    integer samples, float32 rows for float64 samples. A leaf whose values the sample dtype cannot hold exactly (a
+    fraction or an out-of-range integer for an integer dtype) is a ``ValueError`` naming the value."""
+    try:
+        row = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), _params_like(model))
+        leaves, like = jax.tree.leaves(real_data), jax.tree.leaves(row)
+    except Exception:  # noqa: BLE001 - _check_real_rows has reported what it can; the run reports the rest
+        return real_data
+    if len(leaves) != len(like):
+        return real_data
+
+    def cast(x, want):
+        want = np.dtype(want.dtype)
+        if jnp.result_type(x) == want:
+            return x
+        if np.issubdtype(want, np.integer):
+            values = np.asarray(x)
+            if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+                raise ValueError(f"real_data has dtype {values.dtype}: the model's samples are {want}")
+            info = np.iinfo(want)
+            bad = (values != np.round(values)) | (values < info.min) | (values > info.max)
+            if np.any(bad):
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"real_data holds {values[where].item()!r} at {where}: the model's samples are "
+                                 f"{want}, which holds whole numbers in [{info.min}, {info.max}]")
+        return jnp.asarray(x, want)
+
+    return jax.tree.unflatten(jax.tree.structure(real_data), [cast(x, w) for x, w in zip(leaves, like, strict=True)])
+
+
 def _check_metrics_without_reference(model) -> None:
     """With ``real_data=`` and no ``reference=`` there is no truth: the model's metrics must not need one."""
     try:
@@ -858,11 +890,14 @@ def simulate(
         _check_real_rows(real_data, model)
         if hasattr(model, "check_rows"):  # values the model's rows may hold (e.g. token ids in the vocabulary)
             model.check_rows(real_data)
+        real_data = _as_sample_dtypes(real_data, model)
         if reference is None:
             _check_metrics_without_reference(model)
         rows = jax.tree.leaves(real_data)[0].shape[0]
         if rows < sizes.max():
             raise ValueError(f"real_data has {rows} rows: need at least max_t M_t = {int(sizes.max())}")
+    if reference is not None and hasattr(model, "check_reference"):  # e.g. a held-out corpus's token ids
+        model.check_reference(reference)
     reference_is_truth = reference is None
     reference = truth if reference is None else reference
     if quantiles:

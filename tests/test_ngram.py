@@ -353,8 +353,37 @@ def test_real_sentences_out_of_the_vocabulary_are_a_clear_error():
                                              rf"in \[0, {v}\) \(vocab_size={v}\)"):
             simulate(0, model, Replace(), num_chains=2, num_generations=1, num_samples=10, real_data=rows,
                      reference=ref)
-    with pytest.raises(ValueError, match="real_data has dtype bool"):
+    with pytest.raises(ValueError, match=r"real_data has dtype bool: need token ids \(integers in \[0, 115\)\)"):
         model.check_rows(ref > 0)
+    with pytest.raises(ValueError, match="real_data has dtype complex128"):
+        model.check_rows(ref + 0j)
+    bad_ref = ref.copy()
+    bad_ref[0, 2] = v + 7  # the held-out corpus of the metrics is checked too
+    with pytest.raises(ValueError, match=rf"reference holds token id {v + 7} at \(0, 2\)"):
+        simulate(0, model, Replace(), num_chains=2, num_generations=1, num_samples=10, real_data=ref,
+                 reference=bad_ref)
+
+
+def test_real_sentences_in_any_integer_or_whole_float_dtype_run_as_int32():
+    """Token arrays in another dtype than the model's int32 samples (uint8, whole-number floats, int64 under x64)
+    are cast to int32 before the engine mixes them with samples (a ``lax.cond`` used to fail with "branches must
+    have equal output types"); the run equals the int32 one."""
+    model = NGram.for_grammar(GRAMMAR, max_len=GRAMMAR.max_len, num_metric_samples=4, bleu_samples=2,
+                              ttr_tokens=10)
+    ref = np.asarray(grammar_sample_j(GRAMMAR, jax.random.key(1), 40))
+
+    def run(rows):
+        res = simulate(0, model, Replace(), num_chains=2, num_generations=2, num_samples=10, real_data=rows,
+                       reference=ref, quantiles=(), metrics=["perplexity"])
+        return np.asarray(res.mean("perplexity"))
+
+    want = run(ref.astype(np.int32))
+    for rows in (ref.astype(np.uint8), ref.astype(np.float64)):
+        np.testing.assert_array_equal(run(rows), want)
+    with jax.enable_x64(True):
+        res64 = simulate(0, model, Replace(), num_chains=2, num_generations=2, num_samples=10,
+                         real_data=ref.astype(np.int64), reference=ref, quantiles=(), metrics=["perplexity"])
+    assert np.all(np.isfinite(res64.mean("perplexity")))
 
 
 @pytest.mark.slow

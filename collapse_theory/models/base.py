@@ -29,7 +29,9 @@ Optional hooks (any model):
 * ``check_sizes(sizes, path)``: raise ``ValueError`` naming the parameter when the per-generation sample sizes
   (a NumPy int array) do not suit the model on ``path`` (e.g. a fixed design of T rows needs multiples of T).
 * ``check_rows(rows)``: raise ``ValueError`` naming the value and the allowed range when a ``real_data`` array
-  holds values the model's samples cannot (e.g. token ids outside the vocabulary); called once, on the host.
+  holds values the model's samples cannot (e.g. token ids outside the vocabulary); called once, on the host,
+  before ``simulate`` casts ``real_data`` to the dtypes of the model's samples. ``check_reference(reference)``:
+  the same for a ``reference=`` the metrics read (a held-out corpus).
 
 Exact path (families with sufficient statistics), in addition:
 

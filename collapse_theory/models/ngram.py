@@ -258,17 +258,24 @@ class NGram:
             probs = jnp.where(params.tempered > 0, tempered_probs(probs, self.temperature), probs)
         return sample_sentences(key, probs, n, self.max_len, self.order)
 
-    def check_rows(self, rows) -> None:
-        """Refuse real sentences that are not token ids of this vocabulary: whole numbers in [0, V). (``simulate``
-        calls it on ``real_data``; inside a jitted fit, JAX indexing would clip an id >= V to V − 1 silently.)"""
+    def check_rows(self, rows, name: str = "real_data") -> None:
+        """Refuse sentences that are not token ids of this vocabulary: whole numbers in [0, V), in an integer or
+        float array. (``simulate`` calls it on ``real_data``, and on ``reference`` by :meth:`check_reference`;
+        inside a jitted fit, JAX indexing would clip an id >= V to V − 1 silently.)"""
         x = np.asarray(rows)
-        if x.dtype == bool or not np.issubdtype(x.dtype, np.number):
-            raise ValueError(f"real_data has dtype {x.dtype}: need integer token ids in [0, {self.vocab_size})")
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"{name} has dtype {x.dtype}: need token ids (integers in [0, {self.vocab_size}))")
         bad = (x < 0) | (x >= self.vocab_size) | (x != np.round(x))
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"real_data holds token id {x[where].item()!r} at {where}: need whole numbers in "
+            raise ValueError(f"{name} holds token id {x[where].item()!r} at {where}: need whole numbers in "
                              f"[0, {self.vocab_size}) (vocab_size={self.vocab_size})")
+
+    def check_reference(self, reference) -> None:
+        """The held-out corpus of the metrics holds token ids of this vocabulary (:meth:`check_rows`); any other
+        reference is left to :meth:`metrics`, which names what it needs."""
+        if not isinstance(reference, NGramParams) and np.ndim(reference) == 2:
+            self.check_rows(reference, "reference")
 
     def counts(self, data: jax.Array, weights: jax.Array) -> jax.Array:
         """Weighted transition counts N(c, v), shape (V**(k-1), V)."""
