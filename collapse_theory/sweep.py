@@ -319,11 +319,13 @@ def _compiled_programs() -> int:
     return _run_chunk._cache_size() + len(_COMPILED)
 
 
-_WORKER_CONFIG = ("jax_enable_x64", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-                  "jax_persistent_cache_min_entry_size_bytes")
-"""JAX settings a worker process takes from the parent (a spawned process starts from JAX's defaults): x64, and
-the persistent compilation cache that ``collapse-theory`` configures, so that a second sweep of the same grid
-loads its programs instead of compiling them again, with workers as without."""
+_WORKER_CONFIG = ("jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable",
+                  "jax_default_matmul_precision", "jax_enable_compilation_cache", "jax_compilation_cache_dir",
+                  "jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes")
+"""JAX settings a worker process takes from the parent (a spawned process starts from JAX's defaults): those that
+change results (x64, the PRNG implementation and its Threefry mode, matmul precision), so that a cell gives the
+same result with workers as without, and the persistent compilation cache that ``collapse-theory`` configures,
+so that a second sweep of the same grid loads its programs instead of compiling them again."""
 
 
 def _jax_settings() -> dict:

@@ -233,32 +233,43 @@ def test_sweep_workers_give_the_one_process_results(tmp_path):
             np.testing.assert_array_equal(a.summary["log_variance"][stat], b.summary["log_variance"][stat])
 
 
-_CACHE_SCRIPT = """
-import sys
+_SETTINGS_SCRIPT = """
+import json, os, sys
 import jax
+import numpy as np
+from collapse_theory import SimulationResult
 from collapse_theory.sweep import run_sweep
 if __name__ == "__main__":  # as in the CLI: the spawned workers do not run this (they import this file)
-    jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+    cache, out = sys.argv[1], sys.argv[2]
+    jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_default_prng_impl", "rbg")
     spec = {"model": "gaussian", "regime": ["replace", "accumulate"], "path": "exact", "num_chains": 4,
             "num_generations": 2, "num_samples": 5, "quantiles": [], "fast_compile": True,
-            "model_options": {"dim": 2, "ddof": 1}}
-    run_sweep(spec, sys.argv[2], workers=2)
+            "metrics": ["log_trace_ratio"], "model_options": {"dim": 2, "ddof": 1}}
+    run_sweep(spec, out + "/two", workers=2)
+    programs = sum("_run_chunk" in name for name in os.listdir(cache))  # written by the workers only, so far
+    run_sweep(spec, out + "/one")
+    same = all(np.array_equal(SimulationResult.load(f"{out}/one/cell_{i:04d}.npz").summary["log_trace_ratio"]["mean"],
+                              SimulationResult.load(f"{out}/two/cell_{i:04d}.npz").summary["log_trace_ratio"]["mean"])
+               for i in range(2))
+    print(json.dumps({"programs": programs, "same": same}))
 """
 
 
-def test_sweep_workers_use_the_callers_compilation_cache(tmp_path):
-    """Spawned workers start from JAX's defaults; they must take the caller's persistent compilation cache (which
-    ``collapse-theory`` configures) as they take its x64 setting, or a repeated ``--workers`` sweep compiles every
-    program again. Run in a subprocess, so this test's own JAX cache settings stay untouched. Catches workers that
-    ignore the cache: no ``_run_chunk`` program in the cache folder (the caller compiles none itself)."""
-    script = tmp_path / "sweep_cache.py"
-    script.write_text(_CACHE_SCRIPT)
-    cache = tmp_path / "cache"
-    subprocess.run([sys.executable, str(script), str(cache), str(tmp_path / "out")], check=True, timeout=300,
-                   capture_output=True)
-    programs = sorted(p.name for p in cache.iterdir() if "_run_chunk" in p.name)
-    assert len(programs) >= 2, sorted(p.name for p in cache.iterdir())
+def test_sweep_workers_take_the_callers_jax_settings(tmp_path):
+    """Spawned workers start from JAX's defaults; they must take the caller's settings: the persistent compilation
+    cache (which ``collapse-theory`` configures), or a repeated ``--workers`` sweep compiles every program again,
+    and those that change results (here the PRNG implementation), or a cell differs with and without workers. Run
+    in a subprocess, so this test's own JAX settings stay untouched. Catches workers that ignore the cache (no
+    ``_run_chunk`` program in the cache folder after the workers' sweep: the caller compiles none itself) or the
+    PRNG implementation (other summaries than the one-process sweep's)."""
+    script = tmp_path / "sweep_settings.py"
+    script.write_text(_SETTINGS_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "cache"), str(tmp_path)], check=True,
+                          timeout=300, capture_output=True, text=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["programs"] >= 2 and report["same"], report
 
 
 @pytest.mark.parametrize("workers, match", [
