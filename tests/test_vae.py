@@ -586,6 +586,9 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"rare_classes contains 1.5: need int classes in \[0, 6\)"):
         make_reference(np.zeros((3, 64)), params, rare_classes=(1.5,))  # not class 1
     make_reference(np.zeros((3, 64)), params, rare_classes=(np.int64(1),))
+    make_reference(np.zeros((3, 64)), params, rare_classes=jnp.array([1, 3]))  # 0-d integer arrays are classes
+    with pytest.raises(ValueError, match="rare_classes contains True"):
+        make_reference(np.zeros((3, 64)), params, rare_classes=(True,))
     with pytest.raises(ValueError, match="hidden=0 is out of range"):
         Classifier(hidden=0)
     with pytest.raises(ValueError, match="threshold=1.5 is out of range"):

@@ -83,7 +83,7 @@ import numpy as np
 import optax
 
 from .._linalg import nuclear_norm
-from ..theory._validate import is_integer, is_real
+from ..theory._validate import is_real
 from . import classifier as _clf
 from . import gmm as _gmm
 from . import nn
@@ -149,7 +149,8 @@ def make_reference(test_images, classifier: _clf.ClassifierParams | None = None,
     num_classes = int(np.shape(classifier.out["b"])[0])
     rare = np.zeros(num_classes)
     for c in rare_classes:
-        if not is_integer(c) or not 0 <= int(c) < num_classes:  # 1.5 is no class (int() would make it 1)
+        whole = np.ndim(c) == 0 and np.asarray(c).dtype != bool and np.issubdtype(np.asarray(c).dtype, np.integer)
+        if not whole or not 0 <= int(c) < num_classes:  # 1.5 is no class (int() would make it 1)
             raise ValueError(f"rare_classes contains {c!r}: need int classes in [0, {num_classes})")
         rare[int(c)] = 1.0
     feats = np.asarray(_clf.features(jax.tree.map(jnp.asarray, classifier), jnp.asarray(x, dtype)), np.float64)
