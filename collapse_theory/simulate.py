@@ -665,12 +665,13 @@ def _params_like(model):
     return model.params() if hasattr(model, "params") else model.init(jax.random.key(0))
 
 
-def _check_real_rows(real_data, model) -> None:
-    """Every ``real_data`` leaf is rows of the model's samples: its shape after the leading axis is a sample's."""
+def _check_real_rows(real_data, model):
+    """Every ``real_data`` leaf is rows of the model's samples: its shape after the leading axis is a sample's.
+    Returns the shapes and dtypes of one sample (``None`` where the model cannot be traced without a run)."""
     try:
         row = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), _params_like(model))
     except Exception:  # noqa: BLE001 - only a nicer message is at stake; the run itself reports real errors
-        return
+        return None
     if not all(np.ndim(x) >= 1 for x in jax.tree.leaves(real_data)):
         why = "it has no leading row axis"
     else:
@@ -679,18 +680,18 @@ def _check_real_rows(real_data, model) -> None:
     if why is not None:
         raise ValueError(f"real_data does not hold rows of {model!r}'s samples: {why} (a row is shaped like "
                          f"model.sample(key, params, 1) without its leading axis)")
+    return row
 
 
-def _as_sample_dtypes(real_data, model):
-    """``real_data`` with each leaf in the dtype of the model's own samples, which the engine mixes with it (one
-    training set, one ``lax.cond``): an int64 or uint8 token array for int32 samples, whole-number floats for
-    integer samples, float32 rows for float64 samples. A leaf whose values the sample dtype cannot hold exactly (a
-    fraction or an out-of-range integer for an integer dtype) is a ``ValueError`` naming the value."""
-    try:
-        row = jax.eval_shape(lambda k, p: model.sample(k, p, 1), jax.random.key(0), _params_like(model))
-        leaves, like = jax.tree.leaves(real_data), jax.tree.leaves(row)
-    except Exception:  # noqa: BLE001 - _check_real_rows has reported what it can; the run reports the rest
+def _as_sample_dtypes(real_data, row):
+    """``real_data`` with each leaf in the dtype of the model's own samples (``row``, from :func:`_check_real_rows`),
+    which the engine mixes with it (one training set, one ``lax.cond``): an int64 or uint8 token array for int32
+    samples, whole-number floats for integer samples, float32 rows for float64 samples. A leaf whose values the
+    sample dtype cannot hold exactly (a fraction or an out-of-range integer for an integer dtype) is a
+    ``ValueError`` naming the value."""
+    if row is None:
         return real_data
+    leaves, like = jax.tree.leaves(real_data), jax.tree.leaves(row)
     if len(leaves) != len(like):
         return real_data
 
@@ -887,10 +888,10 @@ def simulate(
         _check_finite_tree("truth", truth)
     if real_data is not None:
         _check_finite_tree("real_data", real_data)
-        _check_real_rows(real_data, model)
+        row = _check_real_rows(real_data, model)
         if hasattr(model, "check_rows"):  # values the model's rows may hold (e.g. token ids in the vocabulary)
             model.check_rows(real_data)
-        real_data = _as_sample_dtypes(real_data, model)
+        real_data = _as_sample_dtypes(real_data, row)
         if reference is None:
             _check_metrics_without_reference(model)
         rows = jax.tree.leaves(real_data)[0].shape[0]
