@@ -318,18 +318,22 @@ def test_a_dataset_as_the_real_source():
 
 
 def test_kmeans_assignment_far_from_the_origin_float32():
-    """k-means assigns each row to its nearest centre also for float32 data far from the origin: two clusters 1
-    apart at 3·10³ (and 10⁵). The expanded |x|² − 2x·c + |c|² about the origin cancels there (a quarter of the
-    rows went to the wrong centre, checked below as the power of this test); about the centres' mean it is exact."""
+    """k-means assigns each float32 row to its nearest centre (float64 distances of the same values), for two
+    clusters 1 apart at 3·10³ and 10⁵, and for clusters near 0 with a third centre far out (k-means++ seeds
+    outliers). The expanded |x|² − 2x·c + |c|² cancels in the first case about the origin and in the second about
+    the centres' mean; both misassign over 40 rows here, checked below as the power of this test."""
     from collapse_theory.models.gmm import _assign
 
     rng = np.random.default_rng(0)
-    for offset in (3e3, 1e5):
-        rows = np.vstack([rng.normal(0, 0.1, (200, 2)), rng.normal(0, 0.1, (200, 2)) + [1.0, 0.0]]) + offset
-        x = jnp.asarray(rows, jnp.float32)
-        centres = jnp.asarray([[offset, offset], [offset + 1, offset]], jnp.float32)
+    two = np.vstack([rng.normal(0, 0.1, (200, 2)), rng.normal(0, 0.1, (200, 2)) + [1.0, 0.0]])
+    cases = [(two + offset, [[offset, offset], [offset + 1, offset]], np.zeros(2)) for offset in (3e3, 1e5)]
+    cases += [(two, [[0.0, 0.0], [1.0, 0.0], [far, 0.0]], None) for far in (1e4, 1e5)]
+    for rows, centres, origin in cases:
+        x, centres = jnp.asarray(rows, jnp.float32), jnp.asarray(centres, jnp.float32)
         xd, cd = np.asarray(x, np.float64), np.asarray(centres, np.float64)
         nearest = np.argmin(((xd[:, None, :] - cd[None]) ** 2).sum(-1), axis=1)
         np.testing.assert_array_equal(np.asarray(_assign(x, centres)), nearest)
-        expanded = (jnp.sum(x**2, axis=1)[:, None] - 2 * x @ centres.T + jnp.sum(centres**2, axis=1)[None, :])
+        o = jnp.mean(centres, axis=0) if origin is None else jnp.asarray(origin, jnp.float32)
+        xo, co = x - o[None, :], centres - o[None, :]
+        expanded = jnp.sum(xo**2, axis=1)[:, None] - 2 * xo @ co.T + jnp.sum(co**2, axis=1)[None, :]
         assert np.sum(np.asarray(jnp.argmin(expanded, axis=1)) != nearest) > 40
