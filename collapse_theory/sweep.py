@@ -365,9 +365,10 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     ``workers=1`` (a cell depends only on its own parameters and seed). On a CPU this helps grids of many
     compile-dominated cells: XLA compiles a program on one thread, so one process leaves the other cores idle while
     it compiles. Each worker holds its own compiled programs and imports JAX once (a few seconds); it runs with
-    the caller's x64 setting and persistent compilation cache (``collapse-theory`` keeps one, so a repeated sweep
-    loads its programs in the workers too). Progress bars are shown only with ``workers=1``; ``log`` then reports
-    each group's cells when the group finishes.
+    the caller's JAX settings that change results (x64, PRNG implementation, matmul precision) and its persistent
+    compilation cache (``collapse-theory`` keeps one, so a repeated sweep loads its programs in the workers too):
+    :data:`_WORKER_CONFIG`. Progress bars are shown only with ``workers=1``; ``log`` then reports each group's
+    cells when the group finishes.
 
     Returns the index (also written to ``out_dir/index.json``).
     """
