@@ -354,3 +354,20 @@ def test_a_training_set_of_total_weight_zero_keeps_the_previous_model():
     smoothed = Categorical(4, smoothing=1.0)
     uniform = smoothed.fit(None, jnp.array([0, 1, 1, 3]), jnp.zeros(4), previous)
     np.testing.assert_allclose(np.asarray(uniform.probs), 0.25)
+
+
+def test_real_data_outside_the_categories_is_a_clear_error():
+    """``real_data`` category indices must lie in [0, K): an index of K or more, a negative one or a fraction used
+    to reach the fit, where JAX indexing drops or clips it silently. Valid indices in another integer dtype run."""
+    model = Categorical(5)
+    rows = np.arange(40) % 5
+    ref = model.params(np.full(5, 0.2))
+    simulate(0, model, Replace(), num_chains=2, num_generations=2, num_samples=10, path="sample",
+             real_data=rows.astype(np.uint8), reference=ref, quantiles=())
+    for bad, shown in ((5, "5"), (-1, "-1"), (2.5, "2.5")):
+        data = rows.astype(np.float64 if bad == 2.5 else np.int64)
+        data[7] = bad
+        with pytest.raises(ValueError, match=rf"real_data holds category index {shown} at \(7,\): need whole "
+                                             rf"numbers in \[0, 5\) \(num_categories=5\)"):
+            simulate(0, model, Replace(), num_chains=2, num_generations=2, num_samples=10, path="sample",
+                     real_data=data, reference=ref, quantiles=())

@@ -72,7 +72,7 @@ import numpy as np
 
 from .._random import unit_uniforms
 from ..keys import fold_in
-from ..theory._validate import is_real
+from ..theory._validate import is_real, require_ids
 
 EXACT_SAMPLERS = ("auto", "tree", "inverse-cdf", "spacings")
 PROB_SUM_TOL = 1e-6
@@ -431,6 +431,11 @@ class Categorical:
         return jnp.where(params.tempered > 0, tempered_probs(params.probs, self.temperature), params.probs)
 
     # ----------------------------------------------------------------- sample-level path
+    def check_rows(self, rows) -> None:
+        """Refuse ``real_data`` that is not category indices in [0, K) (JAX indexing would drop or clip the rest
+        silently in the fit)."""
+        require_ids("real_data", rows, self.num_categories, "category index", f"num_categories={self.num_categories}")
+
     def sample(self, key: jax.Array, params: CategoricalParams, n: int) -> jax.Array:
         """``n`` category indices (int32, shape (n,)) by inverse CDF of :meth:`sampling_probs`."""
         return inverse_cdf_sample(key, self.sampling_probs(params), n)

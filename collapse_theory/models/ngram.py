@@ -83,6 +83,7 @@ import numpy as np
 
 from .. import diversity
 from ..corpus import BOS, EOS, PAD, FactCheck, Grammar, GrammarCheck
+from ..theory._validate import require_ids
 
 MAX_TABLE_ENTRIES = 2**26
 """Largest :math:`V^k` accepted (the per-chain probability table)."""
@@ -262,14 +263,7 @@ class NGram:
         """Refuse sentences that are not token ids of this vocabulary: whole numbers in [0, V), in an integer or
         float array. (``simulate`` calls it on ``real_data``, and on ``reference`` by :meth:`check_reference`;
         inside a jitted fit, JAX indexing would clip an id >= V to V − 1 silently.)"""
-        x = np.asarray(rows)
-        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-            raise ValueError(f"{name} has dtype {x.dtype}: need token ids (integers in [0, {self.vocab_size}))")
-        bad = (x < 0) | (x >= self.vocab_size) | (x != np.round(x))
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name} holds token id {x[where].item()!r} at {where}: need whole numbers in "
-                             f"[0, {self.vocab_size}) (vocab_size={self.vocab_size})")
+        require_ids(name, rows, self.vocab_size, "token id", f"vocab_size={self.vocab_size}")
 
     def check_reference(self, reference) -> None:
         """The held-out corpus of the metrics holds token ids of this vocabulary (:meth:`check_rows`); any other

@@ -64,6 +64,20 @@ def is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
+def require_ids(name: str, rows, upper: int, what: str, bound: str) -> None:
+    """Raise unless ``rows`` (any array-like) holds whole numbers in ``[0, upper)`` in an integer or float array:
+    the ids a model indexes with (token ids, category indices), which JAX indexing would otherwise clip or drop
+    silently. ``what`` names one entry ("token id"), ``bound`` the model setting that gives ``upper``."""
+    x = np.asarray(rows)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError(f"{name} has dtype {x.dtype}: need {what}s (integers in [0, {upper}))")
+    bad = (x < 0) | (x >= upper) | (x != np.round(x))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} holds {what} {x[where].item()!r} at {where}: need whole numbers in [0, {upper}) "
+                         f"({bound})")
+
+
 def require_int(name: str, value, minimum: int | None = None, *, reason: str = "") -> int:
     r"""Return ``value`` as a Python ``int``, or raise ``ValueError``.
 
