@@ -357,6 +357,8 @@ def test_real_sentences_out_of_the_vocabulary_are_a_clear_error():
         model.check_rows(ref > 0)
     with pytest.raises(ValueError, match="real_data has dtype complex128"):
         model.check_rows(ref + 0j)
+    with pytest.raises(ValueError, match="real_data has dtype timedelta64"):  # an integer subtype in NumPy
+        model.check_rows(ref.astype("timedelta64[s]"))
     bad_ref = ref.copy()
     bad_ref[0, 2] = v + 7  # the held-out corpus of the metrics is checked too
     with pytest.raises(ValueError, match=rf"reference holds token id {v + 7} at \(0, 2\)"):

@@ -69,7 +69,7 @@ def require_ids(name: str, rows, upper: int, what: str, bound: str) -> None:
     the ids a model indexes with (token ids, category indices), which JAX indexing would otherwise clip or drop
     silently. ``what`` names one entry ("token id"), ``bound`` the model setting that gives ``upper``."""
     x = np.asarray(rows)
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+    if x.dtype.kind not in "iuf":  # not np.issubdtype(.., np.integer): timedelta64 is a signed integer there
         raise ValueError(f"{name} has dtype {x.dtype}: need {what}s (integers in [0, {upper}))")
     bad = (x < 0) | (x >= upper) | (x != np.round(x))
     if bad.any():
