@@ -53,6 +53,7 @@ from .keys import FIT, INIT, METRIC, TRUTH, derive_key, root_key
 from .models.base import has_exact_path
 from .regimes import AccumulateSubsample, Layout, Replace, Sizes, check_exact_sizes, draw_rows
 from .schedules import as_schedule
+from .theory import _validate
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PATHS = ("sample", "exact")
@@ -701,14 +702,13 @@ def _as_sample_dtypes(real_data, row):
             return x
         if np.issubdtype(want, np.integer):
             values = np.asarray(x)
-            if values.dtype.kind not in "iuf":  # integers and floats (timedelta64 counts as an integer in NumPy)
+            if values.dtype.kind not in _validate.NUMBER_KINDS:
                 raise ValueError(f"real_data has dtype {values.dtype}: the model's samples are {want}")
             info = np.iinfo(want)
-            bad = (values != np.round(values)) | (values < info.min) | (values > info.max)
-            if np.any(bad):
-                where = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise ValueError(f"real_data holds {values[where].item()!r} at {where}: the model's samples are "
-                                 f"{want}, which holds whole numbers in [{info.min}, {info.max}]")
+            found = _validate.first_not_whole(values, info.min, info.max)
+            if found is not None:
+                raise ValueError(f"real_data holds {found[1]!r} at {found[0]}: the model's samples are {want}, which "
+                                 f"holds whole numbers in [{info.min}, {info.max}]")
         return jnp.asarray(x, want)
 
     return jax.tree.unflatten(jax.tree.structure(real_data), [cast(x, w) for x, w in zip(leaves, like, strict=True)])

@@ -64,18 +64,32 @@ def is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
+NUMBER_KINDS = "iuf"
+"""``dtype.kind`` of the integer and float arrays that may hold whole numbers (not ``np.issubdtype(.., np.integer)``:
+NumPy counts timedelta64 as a signed integer)."""
+
+
+def first_not_whole(x: np.ndarray, lo, hi):
+    """``(index, value)`` of the first entry of the integer or float array ``x`` that is not a whole number in
+    ``[lo, hi]``, or ``None``."""
+    bad = (x < lo) | (x > hi) | (x != np.round(x))
+    if not bad.any():
+        return None
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    return where, x[where].item()
+
+
 def require_ids(name: str, rows, upper: int, what: str, bound: str) -> None:
     """Raise unless ``rows`` (any array-like) holds whole numbers in ``[0, upper)`` in an integer or float array:
     the ids a model indexes with (token ids, category indices), which JAX indexing would otherwise clip or drop
     silently. ``what`` names one entry ("token id"), ``bound`` the model setting that gives ``upper``."""
     x = np.asarray(rows)
-    if x.dtype.kind not in "iuf":  # not np.issubdtype(.., np.integer): timedelta64 is a signed integer there
+    if x.dtype.kind not in NUMBER_KINDS:
         raise ValueError(f"{name} has dtype {x.dtype}: need {what}s (integers in [0, {upper}))")
-    bad = (x < 0) | (x >= upper) | (x != np.round(x))
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} holds {what} {x[where].item()!r} at {where}: need whole numbers in [0, {upper}) "
-                         f"({bound})")
+    found = first_not_whole(x, 0, upper - 1)
+    if found is not None:
+        where, value = found
+        raise ValueError(f"{name} holds {what} {value!r} at {where}: need whole numbers in [0, {upper}) ({bound})")
 
 
 def require_int(name: str, value, minimum: int | None = None, *, reason: str = "") -> int:
