@@ -23,7 +23,9 @@ Each regime implements both paths of the engine:
   ``draw_rows(layout)`` is the number of sample rows a generation holds at once besides that buffer (the engine
   refuses runs whose draws would not fit in memory; a regime without it is taken to draw ``m_max`` rows);
 * **exact**: ``assemble_stats(...)`` returns ``(stats, pool)`` for models with sufficient statistics;
-  accumulation is a running :meth:`combine_stats`, O(1) memory per chain.
+  accumulation is a running :meth:`combine_stats` (or the model's ``grow_pool``: the pool combined with draws from
+  its own fit), O(1) memory per chain. ``draw_stats(key, n, noise=None)`` draws from the current model; given
+  ``noise`` (the model's ``stats_noise(key, n, dtype)``) it uses those draws.
 
 ``closed`` (a class attribute) is true when every training set after generation 1 is built from the model's own
 samples only (and, accumulating, from earlier training sets): then a state the model can never leave by refitting
@@ -239,7 +241,14 @@ class Accumulate:
         return model.empty_stats(like)
 
     def assemble_stats(self, key_for, t, sizes, model, draw_stats, draw_real_stats, pool):
-        pool = model.combine_stats(pool, draw_stats(key_for(SAMPLE), sizes.m))
+        key = key_for(SAMPLE)
+        grow = getattr(model, "grow_pool", None)
+        if grow is None:
+            pool = model.combine_stats(pool, draw_stats(key, sizes.m))
+        else:  # generation 1 fills the empty pool; later draws come from the pool's own fit (t is not batched)
+            noise = model.stats_noise(key, sizes.m, pool.mean.dtype)  # drawn once: compiled once, not per branch
+            pool = jax.lax.cond(t == 1, lambda: draw_stats(key, sizes.m, noise=noise),
+                                lambda: grow(pool, noise, sizes.m))
         return pool, pool
 
     def max_exact_draw(self, sizes) -> int:

@@ -251,9 +251,11 @@ def _chain_noise(plan: _Plan, chain_key, state: ChainState, t, sizes, truth):
     drawn = []
 
     def recorder(like):
-        def record(key, n):
-            drawn.append(model.stats_noise(key, n, jnp.result_type(*jax.tree.leaves(like))))
-            return model.stats_from_noise(like, drawn[-1], n)
+        def record(key, n, noise=None):  # noise given: the regime draws it in the step itself, nothing to record
+            if noise is None:
+                drawn.append(model.stats_noise(key, n, jnp.result_type(*jax.tree.leaves(like))))
+                noise = drawn[-1]
+            return model.stats_from_noise(like, noise, n)
 
         return record
 
@@ -280,16 +282,20 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
 
         if noise is None:
 
-            def draw_stats(key, n):
-                return model.sample_stats(key, select(t, truth, state.params), n)
+            def draw_stats(key, n, noise=None):  # noise: this draw's model.stats_noise(key, n), drawn by the regime
+                params = select(t, truth, state.params)
+                if noise is not None:
+                    return model.stats_from_noise(params, noise, n)
+                return model.sample_stats(key, params, n)
 
             def draw_real_stats(key, n):
                 return model.sample_stats(key, truth, n)
         else:
             drawn = iter(noise)
 
-            def draw_stats(key, n):
-                return model.stats_from_noise(select(t, truth, state.params), next(drawn), n)
+            def draw_stats(key, n, noise=None):
+                return model.stats_from_noise(select(t, truth, state.params), next(drawn) if noise is None else noise,
+                                              n)
 
             def draw_real_stats(key, n):
                 return model.stats_from_noise(truth, next(drawn), n)

@@ -235,6 +235,36 @@ def test_combine_stats_equals_stats_of_union(dim):
                                    rtol=1e-10)
 
 
+@pytest.mark.parametrize("ddof", [0, 1])
+@pytest.mark.parametrize(("dim", "n"), [(3, 20), (12, 4)])
+def test_grow_pool_equals_combine_with_the_pools_own_draw(dim, n, ddof):
+    r"""Accumulate's exact step without a QR (``Gaussian.grow_pool``, d > 1): from the same Bartlett draws it gives
+    the count, mean and scatter of ``combine_stats(pool, stats_from_noise(fit_from_stats(pool), noise, n))`` to
+    round-off, for six generations, in the full-rank case (n > d) and the singular one (n = 4 < d = 12: the pool
+    stays in a 3-dimensional affine hull and its log det stays exactly -inf).
+
+    Catches a wrong between-batch weight (N/(N+n) vs n/(N+n)), a divisor N instead of N − ddof in the bracket, a
+    mean moved by the draws' weight computed on the new count, and a factor that is not the pool's."""
+    model = Gaussian(dim=dim, ddof=ddof)
+    assert Gaussian(dim=1, ddof=ddof).grow_pool is None  # one dimension: the log-sum-exp combine is cheap
+    truth = model.params(mean=np.arange(dim, dtype=float), cov=np.cov(_data(dim, 3 * dim, seed=6).T) + np.eye(dim))
+    pool = model.sample_stats(jax.random.key(1), truth, n)
+    for t in range(6):
+        noise = model.stats_noise(jax.random.key(10 + t), n, jnp.float64)
+        grown = model.grow_pool(pool, noise, n)
+        pooled = model.combine_stats(pool, model.stats_from_noise(model.fit_from_stats(pool), noise, n))
+        assert float(grown.count) == float(pooled.count) == (t + 2) * n
+        np.testing.assert_allclose(np.asarray(grown.mean), np.asarray(pooled.mean), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(_scatter(grown), _scatter(pooled), rtol=1e-11, atol=1e-11 * _scatter(pooled).max())
+        with np.errstate(divide="ignore"):
+            log_det = float(np.sum(np.log(np.abs(np.diag(np.asarray(grown.factor))))))
+        if n - 1 < dim:
+            assert log_det == -np.inf and np.linalg.matrix_rank(_scatter(grown), tol=1e-9) == n - 1
+        else:
+            assert np.isfinite(log_det)
+        pool = grown
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # save / load
 # ----------------------------------------------------------------------------------------------------------------

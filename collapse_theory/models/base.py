@@ -58,6 +58,11 @@ Exact path (families with sufficient statistics), in addition:
   ``jnp.result_type`` of the parameters' leaves: the engine then draws the noise of a block of generations of every
   chain at once before stepping through them, which must change no bit (test it: XLA may round a step's
   arithmetic differently when its input comes from outside).
+* optional ``grow_pool`` (with ``stats_noise`` and ``stats_from_noise``): ``None``, or a function
+  ``(pool, noise, n) -> stats`` equal to ``combine_stats(pool, stats_from_noise(fit_from_stats(pool), noise, n))``
+  up to round-off, computed more cheaply: :class:`~collapse_theory.regimes.Accumulate` calls it from generation 2
+  on, where the draws come from the pool's own fit (the Gaussian: a Cholesky factor of a well-conditioned d × d
+  matrix instead of a QR of the stacked factors).
 * optional ``result_notes(summary, path) -> list[str]``: the model's reading of a finished run's summaries
   (``{metric: {"mean": (G,), ...}}``), e.g. a numerical limit the sample path reached; ``simulate`` raises each
   note as a ``RuntimeWarning`` and records them in ``metadata["notes"]``.

@@ -22,7 +22,8 @@ with :math:`W = B B^\top` by the Bartlett decomposition: :math:`B_{ii}^2 \sim \c
 :math:`B_{ij} \sim N(0,1)` below the diagonal. When :math:`M-1 < d` the same formula with the diagonal and the
 columns :math:`j \ge M-1` set to zero is the Cholesky factor of the singular Wishart matrix. One generation then
 costs :math:`d(d+3)/2` random numbers whatever M is. Statistics combine by Chan's pooled formula, so
-accumulation is a running sum.
+accumulation is a running sum; where the draws come from the pool's own fit (``Accumulate``), the pooled factor is
+the pool's times a d × d Cholesky factor (:meth:`Gaussian.grow_pool`).
 
 Theory: :mod:`collapse_theory.theory.gaussian` (THEORY.md §2.1–2.4).
 
@@ -240,12 +241,18 @@ class Gaussian:
             half_log_diag = jnp.where(dof[0] > 0, 0.5 * (jnp.log(2.0) + log_g[0]), -jnp.inf)
             return GaussianStats(n, mean, jnp.ones((1, 1), dtype), params.log_scale + half_log_diag)
         mean = params.mean + scale * (params.factor @ z) / jnp.sqrt(jnp.maximum(n, 1.0))
-        half_log_diag = jnp.where(dof > 0, 0.5 * (jnp.log(2.0) + log_g), -jnp.inf)
+        factor, log_scale = _normalise(params.factor @ self._bartlett(noise, n), params.log_scale)
+        return GaussianStats(n, mean, factor, log_scale)
+
+    def _bartlett(self, noise: tuple, n: jax.Array) -> jax.Array:
+        """The lower-triangular Bartlett factor B (d, d) of :math:`W = BB^\\top \\sim \\mathrm{Wishart}_d(n-1, I)`
+        from :meth:`stats_noise`'s draws (d > 1): zero columns from ``n - 1`` on when ``n - 1 < d``."""
+        d = self.dim
+        dof, _ = self._bartlett_dof(n, noise[0].dtype)
+        half_log_diag = jnp.where(dof > 0, 0.5 * (jnp.log(2.0) + noise[1]), -jnp.inf)
         columns_alive = jnp.arange(d) < n - 1
         below = jnp.tril(noise[2], -1) * columns_alive[None, :]
-        bartlett = below + jnp.diag(jnp.exp(half_log_diag))
-        factor, log_scale = _normalise(params.factor @ bartlett, params.log_scale)
-        return GaussianStats(n, mean, factor, log_scale)
+        return below + jnp.diag(jnp.exp(half_log_diag))
 
     def empty_stats(self, like: GaussianParams) -> GaussianStats:
         dtype = like.mean.dtype
@@ -274,6 +281,41 @@ class Gaussian:
         )
         factor, log_scale = _normalise(_scatter_factor(rows, self.dim), top)
         return GaussianStats(n, mean, factor, log_scale)
+
+    @property
+    def grow_pool(self):
+        """The accumulate step from the pool alone (``None`` in one dimension, where :meth:`combine_stats` costs a
+        log-sum-exp): see :meth:`_grow_pool`. :class:`~collapse_theory.regimes.Accumulate` calls it from
+        generation 2 on, when the draws come from the pool's own fit."""
+        return self._grow_pool if self.dim > 1 else None
+
+    def _grow_pool(self, pool: GaussianStats, noise: tuple, n: jax.Array) -> GaussianStats:
+        r"""``combine_stats(pool, stats_from_noise(fit_from_stats(pool), noise, n))`` without a QR, where ``noise``
+        is :meth:`stats_noise`'s draw for n samples.
+
+        Accumulate's model is the pool's own fit, so the draws' factor is the pool's: with the pool
+        :math:`S = e^{2s}FF^\top` of N points, :math:`e^{2s'} = e^{2s}/(N-\mathrm{ddof})` the fit's scale and
+        the draws' mean direction :math:`z \sim N(0, I_d)` (:math:`\bar x = \mu + e^{s'}Fz/\sqrt n`) and Bartlett
+        factor ``B`` from :meth:`stats_noise`, Chan's pooled scatter is
+
+        .. math:: S' = e^{2s} F \Big[I + \frac{BB^\top + \tfrac{N}{N+n} z z^\top}{N-\mathrm{ddof}}\Big]
+           F^\top = e^{2s} (FK)(FK)^\top,
+
+        with ``K`` the Cholesky factor of the bracket, whose eigenvalues are at least 1: the factor ``FK`` is a
+        product of lower-triangular matrices, where :meth:`combine_stats` takes a QR of the (2d+1) × d stack (2.4×
+        slower at d = 100). A zero diagonal entry of ``F`` (a collapsed direction) stays exactly zero."""
+        dtype = pool.mean.dtype
+        n = jnp.asarray(n, dtype)
+        count = pool.count + n
+        rest = pool.count - self.ddof  # >= 1 from generation 2 on: the first training set has >= ddof + 1 points
+        bartlett = self._bartlett(noise, n)
+        z = noise[0]
+        spread = bartlett @ bartlett.T + (pool.count / count) * jnp.outer(z, z)
+        bracket = jnp.eye(self.dim, dtype=dtype) + spread / rest
+        fit_scale = jnp.exp(pool.log_scale - 0.5 * jnp.log(rest))  # the scale of fit_from_stats(pool)
+        mean = pool.mean + (n / count) * fit_scale * (pool.factor @ z) / jnp.sqrt(n)
+        factor, log_scale = _normalise(pool.factor @ jnp.linalg.cholesky(bracket), pool.log_scale)
+        return GaussianStats(count, mean, factor, log_scale)
 
     def fit_from_stats(self, stats: GaussianStats, params=None) -> GaussianParams:
         """The estimator of :meth:`fit` from sufficient statistics (``params`` unused)."""
