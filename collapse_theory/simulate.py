@@ -512,7 +512,11 @@ def _chain_truths(plan: _Plan, root, truth, chains):
     return jax.vmap(lambda c: plan.model.chain_truth(derive_key(root, c, 0, TRUTH), truth))(chains), 0
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _init_state(plan: _Plan, root, truth, real_data, chains) -> ChainState:
+    """The chains' starting state: parameters (truth, each chain's own truth or ``model.init``) and an empty pool.
+    One compiled program: run eagerly, its broadcasts, slices and zero-fills compiled one small program each for
+    every new shape (4–10 per cell of a grid, 0.01–0.03 s each)."""
     model, regime = plan.model, plan.regime
     if truth is not None and plan.chain_truth:
         params, _ = _chain_truths(plan, root, truth, chains)
@@ -973,14 +977,15 @@ def simulate(
         total_chains = distributed.padded_count(num_chains, mesh.size, bool(pad_chains))
         plan = dataclasses.replace(plan, num_chains=total_chains,
                                    keep=num_chains if total_chains != num_chains else None)
-    chains = chain_offset + jnp.arange(total_chains)
+    int_dtype = jax.dtypes.canonicalize_dtype(np.int64)  # int32 unless x64, as jnp.arange gives
+    chains = jnp.asarray(np.arange(chain_offset, chain_offset + total_chains, dtype=int_dtype))  # no compile
     truth_j = None if truth is None else jax.tree.map(jnp.asarray, truth)
     real_j = None if real_data is None else jax.tree.map(jnp.asarray, real_data)
     ref_j = None if reference is None else jax.tree.map(jnp.asarray, reference)
     state = _init_state(plan, root, truth_j, real_j, chains)
     # M_t and Σ_{k<=t} M_k in the working float dtype (schedules keep M_t < 2**31; _check_size_precision keeps
     # every size a model reads exact in float32)
-    table = jax.tree.map(lambda a: jnp.asarray(a, jnp.zeros(()).dtype),
+    table = jax.tree.map(lambda a: jnp.asarray(a.astype(jnp.zeros(()).dtype)),  # converted on the host: no compile
                          (np.asarray(sizes, np.float64), np.cumsum(sizes, dtype=np.float64)))
     config = {
         "model": type(model).__name__,
