@@ -277,9 +277,13 @@ def _group_cost(cells: list[dict], members: list[int]) -> float:
     return len(members) * float(cell["num_chains"]) * gens * per
 
 
-def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool, devices) -> dict:
-    """Run cell ``i`` (or keep its file on ``resume``) and return its index entry (without the group)."""
+def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool, devices,
+              compiler_options: dict | None = None) -> dict:
+    """Run cell ``i`` (or keep its file on ``resume``) and return its index entry (without the group);
+    ``compiler_options`` are added to the cell's own (``fast_compile``)."""
     from .simulate import FAST_COMPILE, simulate
+
+    options = {**(FAST_COMPILE if cell.get("fast_compile", False) else {}), **(compiler_options or {})}
 
     path = out_dir / f"cell_{i:04d}.npz"
     entry = {"index": i, "file": path.name, "params": cell}
@@ -298,7 +302,7 @@ def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool
             progress=progress, devices=devices,
             stop_when_absorbed=bool(cell.get("stop_when_absorbed", False)),
             compact=bool(cell.get("compact", False)),
-            compiler_options=FAST_COMPILE if cell.get("fast_compile", False) else None, **data,
+            compiler_options=options or None, **data,
         )
     if note is not None:
         res.metadata["truth"] = note
@@ -334,16 +338,27 @@ def _jax_settings() -> dict:
     return {name: getattr(jax.config, name) for name in _WORKER_CONFIG}
 
 
+_WORKER_COMPILE = {"xla_cpu_parallel_codegen_split_count": 1}
+"""Compiler options of every program a worker process compiles: XLA:CPU code generation on one thread. By default
+XLA:CPU splits a program's code into 32 parts that it compiles on a thread pool, which shortens one process's
+compile on idle cores but costs CPU time in all; with ``workers > 1`` the workers already keep every core busy, so
+that CPU time is taken from the other workers (measured on 2 cores, the Kazdan Gaussian grid swept with
+``workers=2`` from an empty compilation cache: 71.1 and 71.7 s against 75.2 and 78.4 s, the cells' wall times
+summing to 137 s against 144–150 s, the results the same bit for bit)."""
+
+
 def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: bool, settings: dict):
     """A worker process's task: one group's cells, back to back (they share one compiled program), under the
-    parent's JAX ``settings`` (:func:`_jax_settings`); returns ``(entries, compiled programs)``."""
+    parent's JAX ``settings`` (:func:`_jax_settings`) and :data:`_WORKER_COMPILE`; returns ``(entries, compiled
+    programs)``."""
     import jax
 
     for name, value in settings.items():
         if getattr(jax.config, name) != value:
             jax.config.update(name, value)
     before = _compiled_programs()
-    entries = [_run_cell(i, cells[i], out_dir, resume=resume, progress=False, devices=None) for i in members]
+    entries = [_run_cell(i, cells[i], out_dir, resume=resume, progress=False, devices=None,
+                         compiler_options=_WORKER_COMPILE) for i in members]
     return entries, _compiled_programs() - before
 
 

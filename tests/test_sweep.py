@@ -12,7 +12,8 @@ import pytest
 
 from collapse_theory import Accumulate, Gaussian, Replace, SimulationResult, simulate
 from collapse_theory.cli import main
-from collapse_theory.sweep import expand, run_sweep
+from collapse_theory.simulate import FAST_COMPILE
+from collapse_theory.sweep import _WORKER_COMPILE, expand, run_sweep
 
 SPEC_TOML = """
 model = "gaussian"
@@ -253,7 +254,8 @@ if __name__ == "__main__":  # as in the CLI: the spawned workers do not run this
     same = all(np.array_equal(SimulationResult.load(f"{out}/one/cell_{i:04d}.npz").summary["log_trace_ratio"]["mean"],
                               SimulationResult.load(f"{out}/two/cell_{i:04d}.npz").summary["log_trace_ratio"]["mean"])
                for i in range(2))
-    print(json.dumps({"programs": programs, "same": same}))
+    options = [SimulationResult.load(f"{out}/{run}/cell_0000.npz").config["compiler_options"] for run in ("two", "one")]
+    print(json.dumps({"programs": programs, "same": same, "options": options}))
 """
 
 
@@ -263,13 +265,16 @@ def test_sweep_workers_take_the_callers_jax_settings(tmp_path):
     and those that change results (here the PRNG implementation), or a cell differs with and without workers. Run
     in a subprocess, so this test's own JAX settings stay untouched. Catches workers that ignore the cache (no
     ``_run_chunk`` program in the cache folder after the workers' sweep: the caller compiles none itself) or the
-    PRNG implementation (other summaries than the one-process sweep's)."""
+    PRNG implementation (other summaries than the one-process sweep's). The workers compile with
+    ``sweep._WORKER_COMPILE`` (code generation on one thread), the one-process sweep with the cell's own options
+    only, and the results agree bit for bit."""
     script = tmp_path / "sweep_settings.py"
     script.write_text(_SETTINGS_SCRIPT)
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "cache"), str(tmp_path)], check=True,
                           timeout=300, capture_output=True, text=True)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["programs"] >= 2 and report["same"], report
+    assert report["options"] == [{**FAST_COMPILE, **_WORKER_COMPILE}, FAST_COMPILE], report
 
 
 @pytest.mark.parametrize("workers, match", [
