@@ -246,7 +246,8 @@ class Accumulate:
         if grow is None:
             pool = model.combine_stats(pool, draw_stats(key, sizes.m))
         else:  # generation 1 fills the empty pool; later draws come from the pool's own fit (t is not batched)
-            noise = model.stats_noise(key, sizes.m, pool.mean.dtype)  # drawn once: compiled once, not per branch
+            dtype = jnp.result_type(*jax.tree.leaves(pool))
+            noise = model.stats_noise(key, sizes.m, dtype)  # drawn once: compiled once, not per branch
             pool = jax.lax.cond(t == 1, lambda: draw_stats(key, sizes.m, noise=noise),
                                 lambda: grow(pool, noise, sizes.m))
         return pool, pool

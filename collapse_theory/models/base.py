@@ -61,7 +61,8 @@ Exact path (families with sufficient statistics), in addition:
 * optional ``grow_pool`` (with ``stats_noise`` and ``stats_from_noise``): ``None``, or a function
   ``(pool, noise, n) -> stats`` equal to ``combine_stats(pool, stats_from_noise(fit_from_stats(pool), noise, n))``
   up to round-off, computed more cheaply: :class:`~collapse_theory.regimes.Accumulate` calls it from generation 2
-  on, where the draws come from the pool's own fit (the Gaussian: a Cholesky factor of a well-conditioned d × d
+  on, where the draws come from the pool's own fit, with ``noise = stats_noise(key, n, dtype)`` for ``dtype`` the
+  ``jnp.result_type`` of the pool's leaves (the Gaussian: a Cholesky factor of a well-conditioned d × d
   matrix instead of a QR of the stacked factors).
 * optional ``result_notes(summary, path) -> list[str]``: the model's reading of a finished run's summaries
   (``{metric: {"mean": (G,), ...}}``), e.g. a numerical limit the sample path reached; ``simulate`` raises each
