@@ -63,6 +63,8 @@ import warnings
 import zipfile
 from pathlib import Path
 
+from .theory._validate import is_integer
+
 _KEYS = ("model", "model_options", "regime", "regime_options", "path", "num_chains", "num_generations",
          "num_samples", "seed", "seeds", "metrics", "quantiles", "trajectories", "chunk_size", "x64",
          "stop_when_absorbed", "compact", "gate", "gate_retries", "fast_compile")
@@ -268,7 +270,7 @@ def _group_cost(cells: list[dict], members: list[int]) -> float:
 
     cell = cells[members[0]]
     dim = cell.get("model_options", {}).get("dim", 1)
-    dim = dim if isinstance(dim, int) and not isinstance(dim, bool) else 1
+    dim = int(dim) if is_integer(dim) else 1
     gens = int(cell["num_generations"])
     if cell.get("path", "sample") == "sample":
         per = float(as_schedule(cell["num_samples"]).sizes(gens).max()) * dim**2
@@ -363,8 +365,9 @@ def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: 
 
 
 def _check_workers(workers, devices) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if not is_integer(workers) or workers < 1:  # NumPy integers too (a grid built with NumPy), not bools
         raise ValueError(f"workers={workers!r} is out of range: need an int >= 1")
+    workers = int(workers)
     if workers > 1 and devices is not None:
         raise ValueError(f"workers={workers} with devices={devices!r}: each worker process would shard its cells over "
                          f"the same devices; use workers=1 to shard, or devices=None to run groups side by side")

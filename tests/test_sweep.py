@@ -280,7 +280,9 @@ def test_sweep_workers_take_the_callers_jax_settings(tmp_path):
 @pytest.mark.parametrize("workers, match", [
     (0, r"workers=0 is out of range: need an int >= 1"),
     (True, r"workers=True is out of range"),
+    (np.True_, r"workers=np.True_ is out of range"),
     (1.5, r"workers=1.5 is out of range"),
+    (np.int64(0), r"workers=np.int64\(0\) is out of range"),
 ])
 def test_sweep_workers_out_of_range(tmp_path, workers, match):
     spec = {"model": "gaussian", "num_chains": 2, "num_generations": 1, "num_samples": 3,
@@ -290,6 +292,15 @@ def test_sweep_workers_out_of_range(tmp_path, workers, match):
     with pytest.raises(ValueError, match=r"workers=2 with devices=1: each worker process would shard"):
         run_sweep(spec, tmp_path / "out", workers=2, devices=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_sweep_accepts_numpy_integer_workers(tmp_path):
+    """``workers`` from a grid built with NumPy (``np.int64(1)``) is a count like ``1``; catches the check that
+    took only Python ints."""
+    spec = {"model": "gaussian", "num_chains": 2, "num_generations": 1, "num_samples": 3,
+            "model_options": {"dim": 1, "ddof": 1}}
+    index = run_sweep(spec, tmp_path / "out", workers=np.int64(1))
+    assert [cell["status"] for cell in index["cells"]] == ["done"]
 
 
 def test_sweep_cli_workers(tmp_path, capsys):
