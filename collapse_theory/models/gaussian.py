@@ -153,9 +153,8 @@ class Gaussian:
             raise ValueError(f"cov must be positive definite; its eigenvalues are {np.linalg.eigvalsh(cov)}") from None
         norm = np.linalg.norm(lower)
         dtype = jnp.zeros(()).dtype
-        return GaussianParams(  # converted by NumPy: jnp.asarray(x, dtype) compiles a conversion per new shape
-            jnp.asarray(mean.astype(dtype)), jnp.asarray((lower / norm).astype(dtype)), jnp.asarray(np.log(norm), dtype)
-        )
+        # converted by NumPy: jnp.asarray(x, dtype) compiles a conversion per new shape
+        return GaussianParams(*(jnp.asarray(np.asarray(x).astype(dtype)) for x in (mean, lower / norm, np.log(norm))))
 
     @staticmethod
     def covariance(params: GaussianParams) -> jax.Array:
