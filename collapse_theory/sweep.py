@@ -341,16 +341,16 @@ def _jax_settings() -> dict:
 
 
 _WORKER_COMPILE = {"xla_cpu_parallel_codegen_split_count": 1}
-"""Compiler options of every program a worker process compiles: XLA:CPU code generation on one thread. By default
-XLA:CPU splits a program's code into 32 parts that it compiles on a thread pool, which shortens one process's
-compile on idle cores but costs CPU time in all; with ``workers > 1`` the workers already keep every core busy, so
-that CPU time is taken from the other workers (measured on 2 cores, the Kazdan Gaussian grid swept with
+"""Compiler options of every program a sweep with ``workers > 1`` compiles: XLA:CPU code generation on one
+thread. By default XLA:CPU splits a program's code into 32 parts that it compiles on a thread pool, which shortens
+one process's compile on idle cores but costs CPU time in all; with ``workers > 1`` the processes already keep
+every core busy, so that CPU time is taken from the others (measured on 2 cores, the Kazdan Gaussian grid swept with
 ``workers=2`` from an empty compilation cache: 71.1 and 71.7 s against 75.2 and 78.4 s, the cells' wall times
 summing to 137 s against 144–150 s, the results the same bit for bit)."""
 
 
 def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: bool, settings: dict):
-    """A worker process's task: one group's cells, back to back (they share one compiled program), under the
+    """One group's cells, back to back (they share one compiled program), under the
     parent's JAX ``settings`` (:func:`_jax_settings`) and :data:`_WORKER_COMPILE`; returns ``(entries, compiled
     programs)``."""
     import jax
@@ -374,19 +374,97 @@ def _check_workers(workers, devices) -> int:
     return workers
 
 
+def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: list[dict], out_dir: Path,
+                             resume: bool, record_cell, record_group) -> None:
+    """Run the compile groups in ``workers`` processes: this one (on a thread of its own) and ``workers - 1``
+    spawned ones. Each process takes the next group, largest estimated work first (:func:`_group_cost`), when it
+    is free; results are recorded on the calling thread. This process already has JAX imported and starts at once,
+    where a spawned worker spends a few seconds starting Python and importing JAX first."""
+    import concurrent.futures
+    import multiprocessing
+    import queue
+    import threading
+
+    order = sorted(range(len(members_of)), key=lambda g: -_group_cost(cells, members_of[g]))
+    settings = _jax_settings()
+    lock = threading.Lock()
+
+    def take():
+        with lock:
+            return order.pop(0) if order else None
+
+    here: queue.Queue = queue.Queue()  # (group, (entries, compiled) or None, exception or None)
+
+    def run_here():
+        try:
+            while (g := take()) is not None:
+                here.put((g, _worker_group(members_of[g], cells, out_dir, resume, settings), None))
+        except BaseException as err:  # noqa: BLE001 -- handed to the calling thread, which re-raises it
+            here.put((None, None, err))
+        finally:
+            here.put((None, None, None))
+
+    def record(g, result):
+        group_entries, compiled = result
+        record_group(g, compiled)
+        for entry in group_entries:
+            record_cell(g, entry)
+
+    spawned = min(workers, len(members_of)) - 1
+    with concurrent.futures.ProcessPoolExecutor(max_workers=spawned,
+                                                mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: dict = {}
+
+        def feed():
+            while len(pending) < spawned and (g := take()) is not None:
+                pending[pool.submit(_worker_group, members_of[g], cells, out_dir, resume, settings)] = g
+
+        feed()
+        thread = threading.Thread(target=run_here, name="sweep-group-runner", daemon=True)
+        thread.start()
+        running_here = True
+        try:
+            while pending or running_here:
+                if pending:
+                    done, _ = concurrent.futures.wait(pending, timeout=0.05,
+                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in done:
+                        record(pending.pop(future), future.result())
+                    feed()
+                    items = []
+                    while not here.empty():
+                        items.append(here.get())
+                else:  # every group is taken; wait for this process's last ones
+                    items = [here.get()]
+                for g, result, err in items:
+                    if err is not None:
+                        raise err
+                    if g is None:
+                        running_here = False
+                    else:
+                        record(g, result)
+        except BaseException:
+            with lock:
+                order.clear()  # the thread here takes no further group
+            pool.shutdown(wait=True, cancel_futures=True)
+            thread.join()
+            raise
+
+
 def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bool = False, log=None,
               workers: int = 1) -> dict:
     """Run every cell of ``spec`` (a dict or a spec path); write ``out_dir/cell_XXXX.npz`` and ``index.json``.
 
-    ``workers > 1`` runs the compile groups in that many worker processes (started with ``spawn``: JAX does not
-    survive ``fork``), the groups with the most estimated work first; each cell's result is the same as with
-    ``workers=1`` (a cell depends only on its own parameters and seed). On a CPU this helps grids of many
-    compile-dominated cells: XLA compiles a program on one thread, so one process leaves the other cores idle while
-    it compiles. Each worker holds its own compiled programs and imports JAX once (a few seconds); it runs with
-    the caller's JAX settings that change results (x64, PRNG implementation, matmul precision) and its persistent
-    compilation cache (``collapse-theory`` keeps one, so a repeated sweep loads its programs in the workers too):
-    :data:`_WORKER_CONFIG`. Progress bars are shown only with ``workers=1``; ``log`` then reports each group's
-    cells when the group finishes.
+    ``workers > 1`` runs the compile groups in that many processes side by side: this one and ``workers - 1``
+    worker processes (started with ``spawn``: JAX does not survive ``fork``), each taking the next group, the
+    groups with the most estimated work first; each cell's result is the same as with ``workers=1`` (a cell
+    depends only on its own parameters and seed). On a CPU this helps grids of many compile-dominated cells: XLA
+    compiles a program on one thread, so one process leaves the other cores idle while it compiles. Each worker
+    process holds its own compiled programs and imports JAX once (a few seconds); it runs with the caller's JAX
+    settings that change results (x64, PRNG implementation, matmul precision) and its persistent compilation cache
+    (``collapse-theory`` keeps one, so a repeated sweep loads its programs in the workers too):
+    :data:`_WORKER_CONFIG`. Every program compiles with :data:`_WORKER_COMPILE`. Progress bars are shown only with
+    ``workers=1``; ``log`` then reports each group's cells when the group finishes.
 
     Returns the index (also written to ``out_dir/index.json``).
     """
@@ -442,23 +520,6 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
                 record_cell(g, _run_cell(i, cells[i], out_dir, resume=resume, progress=progress, devices=devices))
             record_group(g, _compiled_programs() - before)
     else:
-        import concurrent.futures
-        import multiprocessing
-
-        order = sorted(range(len(members_of)), key=lambda g: -_group_cost(cells, members_of[g]))
-        settings = _jax_settings()
-        with concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(workers, len(members_of)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_worker_group, members_of[g], cells, out_dir, resume, settings): g
-                       for g in order}
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    group_entries, compiled = future.result()
-                    record_group(futures[future], compiled)
-                    for entry in group_entries:
-                        record_cell(futures[future], entry)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        _run_groups_side_by_side(workers, members_of, cells, out_dir, resume, record_cell, record_group)
     write_index()
     return index

@@ -209,7 +209,7 @@ def test_sweep_names_cell_files_of_a_larger_earlier_grid(tmp_path):
 
 
 def test_sweep_workers_give_the_one_process_results(tmp_path):
-    """``workers=2`` runs the compile groups in two spawned processes, largest first: every cell's result file holds
+    """``workers=2`` runs the compile groups in two processes (this one and a spawned one), largest first: every cell's result file holds
     the same summaries as the one-process sweep's, bit for bit, and the index the same cells, groups and compile
     counts. ``path = "auto"`` gives each cell the path ``collapse-theory run`` would (exact for replace, sample for
     accumulate-subsample, which has no exact path) and the index records it; ``fast_compile`` compiles each group
@@ -249,7 +249,7 @@ if __name__ == "__main__":  # as in the CLI: the spawned workers do not run this
             "num_generations": 2, "num_samples": 5, "quantiles": [], "fast_compile": True,
             "metrics": ["log_trace_ratio"], "model_options": {"dim": 2, "ddof": 1}}
     run_sweep(spec, out + "/two", workers=2)
-    programs = sum("_run_chunk" in name for name in os.listdir(cache))  # written by the workers only, so far
+    programs = sum("_run_chunk" in name for name in os.listdir(cache))  # written by the two-process sweep, so far
     run_sweep(spec, out + "/one")
     same = all(np.array_equal(SimulationResult.load(f"{out}/one/cell_{i:04d}.npz").summary["log_trace_ratio"]["mean"],
                               SimulationResult.load(f"{out}/two/cell_{i:04d}.npz").summary["log_trace_ratio"]["mean"])
@@ -264,7 +264,7 @@ def test_sweep_workers_take_the_callers_jax_settings(tmp_path):
     cache (which ``collapse-theory`` configures), or a repeated ``--workers`` sweep compiles every program again,
     and those that change results (here the PRNG implementation), or a cell differs with and without workers. Run
     in a subprocess, so this test's own JAX settings stay untouched. Catches workers that ignore the cache (no
-    ``_run_chunk`` program in the cache folder after the workers' sweep: the caller compiles none itself) or the
+    ``_run_chunk`` program in the cache folder after the two-process sweep, of the two groups) or the
     PRNG implementation (other summaries than the one-process sweep's). The workers compile with
     ``sweep._WORKER_COMPILE`` (code generation on one thread), the one-process sweep with the cell's own options
     only, and the results agree bit for bit."""
