@@ -96,12 +96,12 @@ def _check_ranges(results, names):
 def _summariser(quantiles: tuple[float, ...]):
     import jax
 
-    from .simulate import _summarise
+    from .simulate import _summarise_metrics
 
     @jax.jit
     def run(trajectories, zero):
         def body(carry, row):
-            return carry, {k: _summarise(v, quantiles, zero) for k, v in row.items()}
+            return carry, _summarise_metrics(row, quantiles, zero)
 
         return jax.lax.scan(body, 0, trajectories)[1]
 
