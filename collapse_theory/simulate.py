@@ -50,7 +50,7 @@ import numpy as np
 from . import io as _io
 from . import keys
 from .keys import FIT, INIT, METRIC, TRUTH, derive_key, root_key
-from .models.base import has_exact_path
+from .models.base import CHAIN_AXIS, has_exact_path
 from .regimes import AccumulateSubsample, Layout, Replace, Sizes, check_exact_sizes, draw_rows
 from .schedules import as_schedule
 from .theory import _validate
@@ -375,7 +375,7 @@ def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, refere
         in_axes = (0, 0, None, None, truth_axis, None, ref_axis, None if noise is None else 0)
         args = (chain_keys, carry, t, sizes, truth, real_data, reference, noise)
         if plan.chain_batch is None:
-            carry, values = jax.vmap(step, in_axes=in_axes)(*args)
+            carry, values = jax.vmap(step, in_axes=in_axes, axis_name=CHAIN_AXIS)(*args)
         else:
             carry, values = _map_chains(step, plan.chain_batch, in_axes, args)
         if plan.keep is not None:

@@ -211,10 +211,10 @@ def test_sweep_names_cell_files_of_a_larger_earlier_grid(tmp_path):
 def test_sweep_workers_give_the_one_process_results(tmp_path):
     """``workers=2`` runs the compile groups in two processes (this one and a spawned one), largest first: every
     cell's result file holds the same summaries as the one-process sweep's, bit for bit, and the index the same
-    cells, groups and compile counts. ``path = "auto"`` gives each cell the path ``collapse-theory run`` would (exact for replace, sample for
-    accumulate-subsample, which has no exact path) and the index records it; ``fast_compile`` compiles each group
-    once, with ``simulate.FAST_COMPILE``. Catches a worker that loses x64 (float32 summaries), a result written
-    under another cell's name, or groups recorded out of order."""
+    cells, groups and compile counts. ``path = "auto"`` gives each cell the path ``collapse-theory run`` would
+    (exact for replace, sample for accumulate-subsample, which has no exact path) and the index records it;
+    ``fast_compile`` compiles each group once, with ``simulate.FAST_COMPILE``. Catches a worker that loses x64
+    (float32 summaries), a result written under another cell's name, or groups recorded out of order."""
     spec = {"model": "gaussian", "regime": ["replace", "accumulate-subsample"], "path": "auto", "num_chains": 8,
             "num_generations": 3, "num_samples": [5, 8], "seeds": [0, 1], "quantiles": [0.5],
             "metrics": ["log_variance"], "fast_compile": True, "model_options": {"dim": 1, "ddof": 1}}

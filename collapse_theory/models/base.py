@@ -64,6 +64,10 @@ Exact path (families with sufficient statistics), in addition:
   on, where the draws come from the pool's own fit, with ``noise = stats_noise(key, n, dtype)`` for ``dtype`` the
   ``jnp.result_type`` of the pool's leaves (the Gaussian: a Cholesky factor of a well-conditioned d × d
   matrix instead of a QR of the stacked factors).
+* ``any_chain(flag)`` (below): whether ``flag`` holds in any chain the engine advances together with this one, an
+  unbatched value a ``lax.cond`` can branch on, so that a costly fallback (the Gaussian's QR where its Gram
+  matrix is too ill-conditioned) runs only in batches that need it. Each chain must still choose its own result
+  from its own flag: a chain's result may not depend on the other chains of its batch.
 * optional ``result_notes(summary, path) -> list[str]``: the model's reading of a finished run's summaries
   (``{metric: {"mean": (G,), ...}}``), e.g. a numerical limit the sample path reached; ``simulate`` raises each
   note as a ``RuntimeWarning`` and records them in ``metadata["notes"]``.
@@ -102,6 +106,21 @@ class ExactModel(Model, Protocol):
     def combine_stats(self, a: Stats, b: Stats) -> Stats: ...
 
     def fit_from_stats(self, stats: Stats, params: Params) -> Params: ...
+
+
+CHAIN_AXIS = "chains"
+"""The axis name of the engine's ``vmap`` over chains (:func:`any_chain`)."""
+
+
+def any_chain(flag: jax.Array) -> jax.Array:
+    """``flag`` (a bool per chain) OR-reduced over the chains that the engine's ``vmap`` (axis :data:`CHAIN_AXIS`)
+    advances together: the same value for each of them, so ``lax.cond`` on it branches once for the batch instead
+    of computing both branches for every chain (a ``cond`` on a per-chain predicate becomes a ``select`` under
+    ``vmap``). Outside that ``vmap`` (a model called directly), ``flag`` itself."""
+    try:
+        return jax.lax.psum(flag.astype("int32"), CHAIN_AXIS) > 0
+    except NameError:  # no vmap over chains with this axis name
+        return flag
 
 
 def has_exact_path(model) -> bool:
