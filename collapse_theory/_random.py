@@ -49,6 +49,16 @@ def _words(key: jax.Array, n: int) -> jax.Array:
     return jnp.concatenate([y0, y1])[:n]
 
 
+def integers_below(key: jax.Array, spans: jax.Array) -> jax.Array:
+    """One integer uniform on ``[0, spans[i])`` per entry of ``spans`` (uint32 or int32, each in [1, 2³¹)), as
+    int32: a 32-bit word modulo the span. Value k comes with probability 1/span to within a relative
+    span/2³² (2.3·10⁻⁵ at a span of 10⁵ rows); ``jax.random.randint`` is as close above spans of 2¹⁶, where its
+    second word drops out, and compiles ~20 more kernels (a rolled Threefry split, two loops), ~17 % of a small
+    sample-path program's compile time."""
+    spans = spans.astype(jnp.uint32)
+    return (_words(key, spans.shape[0]) % spans).astype(jnp.int32)
+
+
 def unit_uniforms(key: jax.Array, n: int, dtype) -> jax.Array:
     """``n`` uniforms on the open interval (0, 1): multiples k·ε of the dtype's ε (2⁻²³ or 2⁻⁵²), with k = 0
     replaced by ε/2, so that :func:`standard_normal_from_uniform` stays finite (about −5.3 and −8.3 at most)."""

@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from collapse_theory import keys
-from collapse_theory._random import log_gamma, normal_and_log_gamma, unit_uniforms
+from collapse_theory._random import integers_below, log_gamma, normal_and_log_gamma, unit_uniforms
 from collapse_theory.regimes import _floyd_subset
 
 
@@ -28,6 +28,18 @@ def test_log_gamma_has_the_gamma_law(a):
     assert stats.kstest(x, stats.gamma(a).cdf).pvalue > 1e-3
     # power: the same test rejects a shape off by 10%
     assert stats.kstest(x, stats.gamma(1.1 * a).cdf).pvalue < 1e-3
+
+
+def test_integers_below_are_in_range_and_uniform():
+    """``_random.integers_below`` (Floyd's draws): every value in [0, span), a span of 1 gives 0, and 70 000 draws
+    with span 7 pass a chi-square test of uniformity (a draw modulo span - 1, or an off-by-one range, fails)."""
+    keys = jax.random.split(jax.random.key(5), 10_000)
+    spans = jnp.array([1, 2, 7, 7, 7, 7, 7, 7, 7, 100_000], jnp.int32)
+    x = np.asarray(jax.jit(jax.vmap(lambda k: integers_below(k, spans)))(keys))
+    assert np.all(x >= 0) and np.all(x < np.asarray(spans)) and np.all(x[:, 0] == 0)
+    assert x[:, 9].max() > 90_000 and len(np.unique(x[:, 1])) == 2
+    counts = np.bincount(x[:, 2:9].ravel(), minlength=7)
+    assert stats.chisquare(counts).pvalue > 1e-3
 
 
 def test_floyd_subsets_are_distinct_and_uniform():
