@@ -75,6 +75,19 @@ def test_fused_fold_in_under_vmap_and_jit_with_traced_data():
                                   jax.random.key_data(jax.vmap(jax.random.fold_in)(chain_keys, ts)))
 
 
+@pytest.mark.parametrize("num", [1, 3, 100])
+def test_fused_split_is_bit_identical_to_jax(num):
+    """``keys.split`` (the d-dim exact Gaussian's noise keys) gives ``jax.random.split``'s keys, under vmap and jit
+    too, so the exact path's random streams did not change when it replaced it."""
+    key = jax.random.fold_in(jax.random.key(3), 99)
+    np.testing.assert_array_equal(jax.random.key_data(keys.split(key, num)),
+                                  jax.random.key_data(jax.random.split(key, num)))
+    batch = jax.random.split(key, 5)
+    ours = jax.jit(jax.vmap(lambda k: keys.split(k, num)))(batch)
+    np.testing.assert_array_equal(jax.random.key_data(ours),
+                                  jax.random.key_data(jax.vmap(lambda k: jax.random.split(k, num))(batch)))
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_unit_uniforms_are_uniform_on_the_open_interval(dtype):
     u = np.asarray(jax.vmap(lambda k: unit_uniforms(k, 5, dtype))(jax.random.split(jax.random.key(8), 40_000)))

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from .. import _linalg
+from .. import _linalg, keys
 from .._random import log_gamma, normal_and_log_gamma, standard_normals
 from .base import any_chain
 
@@ -258,9 +258,9 @@ class Gaussian:
         if d == 1:  # one Threefry call gives the whole step's randomness (the exact path's hot loop)
             z, log_g = normal_and_log_gamma(key, shapes[0])
             return z[None], log_g[None]
-        k_mean, k_diag, k_off = jax.random.split(key, 3)
+        k_mean, k_diag, k_off = keys.split(key, 3)  # jax.random.split's keys, as fused arithmetic
         z = standard_normals(k_mean, (d,), dtype)
-        log_g = jax.vmap(log_gamma)(jax.random.split(k_diag, d), shapes)
+        log_g = jax.vmap(log_gamma)(keys.split(k_diag, d), shapes)
         # all d² normals, of which the step keeps the d(d-1)/2 below the diagonal: drawing only those (a scatter
         # into the triangle) measured no faster
         return z, log_g, standard_normals(k_off, (d, d), dtype)
