@@ -80,6 +80,15 @@ def _rotl(x, r: int):
 def threefry2x32(k0, k1, x0, x1):
     """Threefry-2x32 (20 rounds) of the counter pair ``(x0, x1)`` under the key ``(k0, k1)``; uint32, broadcast."""
     k0, k1, x0, x1 = (jnp.asarray(v, jnp.uint32) for v in (k0, k1, x0, x1))
+    return _threefry_rounds(k0, k1, x0, x1)
+
+
+@jax.jit
+def _threefry_rounds(k0, k1, x0, x1):
+    """The rounds, jitted: a program traces them once per argument shape instead of at every call (a key
+    derivation, a block of words): each call traced ~120 small operations, ~0.15 s of tracing per simulation
+    program (measured over 12 Gaussian programs: 17.3-17.8 -> 14.9-16.4 s from cold). XLA inlines the call;
+    the bits are the same."""
     ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(_PARITY))
     x0 = x0 + ks[0]
     x1 = x1 + ks[1]
