@@ -177,8 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--devices", type=int, default=None, metavar="N", help="shard each cell's chains over N")
     sweep.add_argument("--resume", action="store_true", help="skip cells whose result file already exists")
     sweep.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="run the compile groups in N worker processes, largest first (default 1: in this "
-                            "process); helps grids of many compile-dominated cells on a multi-core CPU")
+                       help="run the compile groups in N processes side by side (this one and N-1 workers), "
+                            "largest first (default 1: this process only); helps grids of many compile-dominated "
+                            "cells on a multi-core CPU")
     sweep.add_argument("--x64", action="store_true", help="float64 (default: the spec's x64, else float32)")
     sweep.add_argument("--no-progress", action="store_true")
 

@@ -37,22 +37,21 @@ each regime on its fastest path). The index records the path each cell ran.
 ``quantiles``, ``metrics`` and the ``*_options`` tables are taken as given (a list there is a value, not an
 axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes.
 
-Output: one result file per cell (``cell_0000.npz`` + ``.json``) and ``index.json`` listing every cell's
-parameters, file and status (rewritten atomically after each cell). Cells that share a compiled program — same
-model, regime, path, chain count, generations and, on the sample path, sample sizes; seeds and (exact path)
-sample sizes are run-time arguments — are run back to back in one *group*, so each group compiles once; the index
-records each group's number of compilations. ``run_sweep(..., workers=N)`` (``--workers N``) runs the groups in N
-worker processes, the largest first; a script that calls it needs the usual ``if __name__ == "__main__":`` guard
-(workers are started with ``spawn``). With ``resume`` a cell whose result file exists is skipped, provided
-the ``.npz`` itself records the same cell parameters and x64 setting (otherwise ``ValueError``: a changed spec
-never keeps stale cells); cell files beyond this spec's cells (an earlier, larger grid in the same folder) are
-named in a warning and in the index's ``unlisted_files``. ``trajectories``, ``stop_when_absorbed``, ``compact``
-and ``x64`` must be booleans (the string ``"false"`` would count as true); a grid that repeats a cell is refused
-(pooled cells would count that run twice); a spec's ``x64`` must match JAX's setting when :func:`run_sweep` is
-called from Python (the CLI sets it).
-Every cell's seed, model, regime and sample sizes are checked before the first cell runs (the n-gram and VAE
-set-ups, which train a classifier or draw a corpus, when their cell runs); errors name the cell.
-"""
+Output: one result file per cell (``cell_0000.npz`` + ``.json``) and ``index.json`` listing every cell's parameters,
+file and status (rewritten atomically after each cell). Cells that share a compiled program — same model, regime,
+path, chain count, generations and, on the sample path, sample sizes; seeds and (exact path) sample sizes are
+run-time arguments — are run back to back in one *group*, so each group compiles once; the index records each
+group's number of compilations. ``run_sweep(..., workers=N)`` (``--workers N``) runs the groups in N processes side
+by side (this one and N - 1 spawned workers), the largest first; a script that calls it needs the usual
+``if __name__ == "__main__":`` guard (workers are started with ``spawn``). With ``resume`` a cell whose result file
+exists is skipped, provided the ``.npz`` itself records the same cell parameters and x64 setting (otherwise
+``ValueError``: a changed spec never keeps stale cells); cell files beyond this spec's cells (an earlier, larger
+grid in the same folder) are named in a warning and in the index's ``unlisted_files``. ``trajectories``,
+``stop_when_absorbed``, ``compact`` and ``x64`` must be booleans (the string ``"false"`` would count as true); a
+grid that repeats a cell is refused (pooled cells would count that run twice); a spec's ``x64`` must match JAX's
+setting when :func:`run_sweep` is called from Python (the CLI sets it). Every cell's seed, model, regime and sample
+sizes are checked before the first cell runs (the n-gram and VAE set-ups, which train a classifier or draw a corpus,
+when their cell runs); errors name the cell. """
 
 from __future__ import annotations
 
@@ -376,10 +375,13 @@ def _check_workers(workers, devices) -> int:
 
 def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: list[dict], out_dir: Path,
                              resume: bool, record_cell, record_group) -> None:
-    """Run the compile groups in ``workers`` processes: this one (on a thread of its own) and ``workers - 1``
-    spawned ones. Each process takes the next group, largest estimated work first (:func:`_group_cost`), when it
-    is free; results are recorded on the calling thread. This process already has JAX imported and starts at once,
-    where a spawned worker spends a few seconds starting Python and importing JAX first."""
+    """Run the compile groups in ``min(workers, groups)`` processes: this one, on the calling thread, and the others
+    spawned. Each takes the next group, largest estimated work first (:func:`_group_cost`), when it is free. This
+    process already has JAX imported and starts at once, where a spawned worker spends a few seconds starting
+    Python and importing JAX first. The calling thread runs its groups under its own JAX settings (a
+    ``with jax.enable_x64(True):`` block included) and records every result; a helper thread only keeps the pool
+    fed. An interrupt stops the group running here at once and cancels the groups not yet started; an error in a
+    worker is raised when this process's current group ends."""
     import concurrent.futures
     import multiprocessing
     import queue
@@ -393,62 +395,63 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
         with lock:
             return order.pop(0) if order else None
 
-    here: queue.Queue = queue.Queue()  # (group, (entries, compiled) or None, exception or None)
-
-    def run_here():
-        try:
-            while (g := take()) is not None:
-                here.put((g, _worker_group(members_of[g], cells, out_dir, resume, settings), None))
-        except BaseException as err:  # noqa: BLE001 -- handed to the calling thread, which re-raises it
-            here.put((None, None, err))
-        finally:
-            here.put((None, None, None))
-
     def record(g, result):
         group_entries, compiled = result
         record_group(g, compiled)
         for entry in group_entries:
             record_cell(g, entry)
 
+    done: queue.Queue = queue.Queue()  # (group, result, exception) of the workers' groups; None when all are in
     spawned = min(workers, len(members_of)) - 1
     with concurrent.futures.ProcessPoolExecutor(max_workers=spawned,
                                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: dict = {}
 
-        def feed():
-            while len(pending) < spawned and (g := take()) is not None:
-                pending[pool.submit(_worker_group, members_of[g], cells, out_dir, resume, settings)] = g
+        def feed():  # the helper thread: keep each worker busy, hand results to the calling thread
+            pending: dict = {}
+            try:
+                while True:
+                    while len(pending) < spawned and (g := take()) is not None:
+                        pending[pool.submit(_worker_group, members_of[g], cells, out_dir, resume, settings)] = g
+                    if not pending:
+                        return
+                    finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in finished:
+                        g = pending.pop(future)
+                        try:
+                            done.put((g, future.result(), None))
+                        except BaseException as err:  # noqa: BLE001 -- raised on the calling thread
+                            done.put((g, None, err))
+            finally:
+                done.put(None)
 
-        feed()
-        thread = threading.Thread(target=run_here, name="sweep-group-runner", daemon=True)
-        thread.start()
-        running_here = True
+        def record_done(block: bool) -> bool:
+            """Record the workers' finished groups; False once the helper thread has handed over its last."""
+            while True:
+                try:
+                    item = done.get(block=block)
+                except queue.Empty:
+                    return True
+                if item is None:
+                    return False
+                g, result, err = item
+                if err is not None:
+                    raise err
+                record(g, result)
+
+        helper = threading.Thread(target=feed, name="sweep-pool-feeder", daemon=True)
+        helper.start()
         try:
-            while pending or running_here:
-                if pending:
-                    done, _ = concurrent.futures.wait(pending, timeout=0.05,
-                                                      return_when=concurrent.futures.FIRST_COMPLETED)
-                    for future in done:
-                        record(pending.pop(future), future.result())
-                    feed()
-                    items = []
-                    while not here.empty():
-                        items.append(here.get())
-                else:  # every group is taken; wait for this process's last ones
-                    items = [here.get()]
-                for g, result, err in items:
-                    if err is not None:
-                        raise err
-                    if g is None:
-                        running_here = False
-                    else:
-                        record(g, result)
+            while (g := take()) is not None:
+                record(g, _worker_group(members_of[g], cells, out_dir, resume, settings))
+                record_done(block=False)
+            while record_done(block=True):
+                pass
         except BaseException:
             with lock:
-                order.clear()  # the thread here takes no further group
+                order.clear()  # no further group starts, here or in the pool
             pool.shutdown(wait=True, cancel_futures=True)
-            thread.join()
             raise
+        helper.join()
 
 
 def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bool = False, log=None,

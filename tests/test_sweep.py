@@ -234,6 +234,24 @@ def test_sweep_workers_give_the_one_process_results(tmp_path):
             np.testing.assert_array_equal(a.summary["log_variance"][stat], b.summary["log_variance"][stat])
 
 
+def test_sweep_workers_keep_the_callers_thread_local_settings(tmp_path):
+    """``with jax.enable_x64(...): run_sweep(..., workers=2)``: the groups run here run under the block's setting,
+    and the global setting is the same afterwards. Catches this process's groups run on another thread, which saw
+    the global setting and changed it for good with ``jax.config.update`` (x64 stayed on after the block)."""
+    import jax
+
+    before = bool(jax.config.jax_enable_x64)
+    spec = {"model": "gaussian", "regime": ["replace", "accumulate"], "path": "exact", "num_chains": 4,
+            "num_generations": 2, "num_samples": 5, "quantiles": [], "fast_compile": True, "x64": not before,
+            "metrics": ["log_trace_ratio"], "model_options": {"dim": 2, "ddof": 1}}
+    with jax.enable_x64(not before):
+        index = run_sweep(spec, tmp_path, workers=2)
+    assert bool(jax.config.jax_enable_x64) == before
+    want = np.float64 if not before else np.float32
+    for cell in index["cells"]:
+        assert SimulationResult.load(tmp_path / cell["file"]).summary["log_trace_ratio"]["mean"].dtype == want
+
+
 _SETTINGS_SCRIPT = """
 import json, os, sys
 import jax
