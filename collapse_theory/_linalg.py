@@ -14,7 +14,8 @@ C call with ``OPENBLAS_NUM_THREADS=1``, and no XLA pool thread ever waits on ano
 LAPACK routines' (``syevd``, ``gesdd``), so values agree with ``jnp.linalg`` to round-off. :func:`solve_lower`,
 :func:`cholesky` and :func:`nuclear_norm` need no LAPACK at all. A program may keep one jaxlib LAPACK call at a
 time (the Gaussian fit's QR, whose outputs everything else in a generation waits for; or the sample-path fit's
-Cholesky factor of the Gram matrix and, after it, the QR of the chains where that factor is ill-conditioned).
+Cholesky factor of the Gram matrix, the triangular solves of its condition estimate and, after them, the QR of
+the chains where that factor is ill-conditioned: each call waits for the one before).
 """
 
 from __future__ import annotations

@@ -52,9 +52,10 @@ def _words(key: jax.Array, n: int) -> jax.Array:
 def integers_below(key: jax.Array, spans: jax.Array) -> jax.Array:
     """One integer uniform on ``[0, spans[i])`` per entry of ``spans`` (uint32 or int32, each in [1, 2³¹)), as
     int32: a 32-bit word modulo the span. Value k comes with probability 1/span to within a relative
-    span/2³² (2.3·10⁻⁵ at a span of 10⁵ rows); ``jax.random.randint`` is as close above spans of 2¹⁶, where its
-    second word drops out, and compiles ~20 more kernels (a rolled Threefry split, two loops), ~17 % of a small
-    sample-path program's compile time."""
+    span/2³² (2.3·10⁻⁵ at a span of 10⁵ rows). ``jax.random.randint`` combines two words, which brings it closer
+    to uniform for spans below 2¹⁶ but not above (its uint32 product of the high word's residue overflows), and
+    compiles ~20 more kernels (a rolled Threefry split, two loops), ~17 % of a small sample-path program's
+    compile time."""
     spans = spans.astype(jnp.uint32)
     return (_words(key, spans.shape[0]) % spans).astype(jnp.int32)
 

@@ -106,8 +106,9 @@ def split(key: jax.Array, num: int) -> jax.Array:
     ``i`` of the split is ``fold_in(key, i)``, one hash of the counter pair (0, i). Other modes and other key
     implementations go to ``jax.random.split``. (JAX's split compiled a rolled Threefry loop and ~16 kernels into
     each d-dimensional exact Gaussian step.)"""
-    raw = jax.random.key_data(key)
-    if raw.shape != (2,) or not jax.config.jax_threefry_partitionable:
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or not jax.config.jax_threefry_partitionable:
+        return jax.random.split(key, num)  # a raw uint32 key stays raw, as jax.random.split returns it
+    if jax.random.key_data(key).shape != (2,):  # not a Threefry key
         return jax.random.split(key, num)
     return fold_in(key, jnp.arange(num, dtype=jnp.uint32))
 

@@ -266,8 +266,8 @@ class AccumulateSubsample(Accumulate):
     size; from M = 256 on, each test is a lookup in a boolean table over the pool's rows, O(M) plus a fill of one
     byte per pool row). With a varying schedule the subset is the :math:`M_t` valid rows with the largest Gumbel
     keys (O(pool) per generation). Both draw without replacement, uniformly (Floyd's integer draws to within a
-    relative pool/2³², 2.3·10⁻⁵ for a pool of 10⁵ rows, as ``jax.random.randint``'s). There is no exact path: the
-    subset shares points across generations, so the pool itself must be kept.
+    relative pool/2³², 2.3·10⁻⁵ for a pool of 10⁵ rows: :func:`~collapse_theory._random.integers_below`). There is
+    no exact path: the subset shares points across generations, so the pool itself must be kept.
     """
 
     exact = False

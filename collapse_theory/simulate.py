@@ -216,8 +216,9 @@ def _sorted_floats(values: jax.Array) -> jax.Array:
 def _summarise_metrics(values: dict, quantiles: tuple[float, ...], zero=None) -> dict[str, dict]:
     """:func:`_summarise` of every metric in ``values`` (name -> (chains, ...) array), the means and sds of all
     metrics of one dtype computed together: their columns side by side in one (chains, k) array, so the program
-    holds one binary tree of additions per dtype instead of one per metric (fewer kernels to compile; the same
-    elementwise operations, so the same bits as summarising each metric alone). Quantiles stay per metric."""
+    holds one binary tree of additions per dtype instead of one per metric (fewer kernels to compile). The same
+    elementwise operations as summarising each metric alone: the same bits for (chains,) metrics as checked, though
+    XLA may fuse, and round, a metric with further axes differently by an ulp. Quantiles stay per metric."""
     if zero is None:
         zero = jnp.zeros(())
     groups: dict = {}

@@ -24,6 +24,7 @@ from collapse_theory.models.base import CHAIN_AXIS
 
 
 def test_the_cases_below_are_above_the_gram_threshold():
+    """The shapes of the tests below reach the Gram path (else they would test the QR twice)."""
     assert 1300 * 20**2 >= gaussian_module._GRAM_MIN_WORK and 5000 * 10**2 >= gaussian_module._GRAM_MIN_WORK
 
 
@@ -56,7 +57,8 @@ def test_fit_factor_is_accurate_for_any_conditioning(condition):
     rows = _rows(0, 1300, 20, condition)
     lower = np.asarray(gaussian_module._fit_factor(jnp.asarray(rows), 20))
     assert _relative_covariance_error(lower, rows) < 1e-3
-    gram_only = np.asarray(jnp.linalg.cholesky(jnp.asarray(rows).T @ jnp.asarray(rows)))
+    gram = jnp.matmul(jnp.asarray(rows).T, jnp.asarray(rows), precision=jax.lax.Precision.HIGHEST)
+    gram_only = np.asarray(jnp.linalg.cholesky(gram))
     gram_error = _relative_covariance_error(gram_only, rows) if np.all(np.isfinite(gram_only)) else np.inf
     if condition > 100:
         assert gram_error > 1e-2  # the float32 Gram factor alone would fail the bound above
@@ -80,9 +82,32 @@ def test_each_chain_chooses_its_own_factor():
     np.testing.assert_array_equal(together[1], qr)
 
 
-def test_fit_takes_qr_at_most_d_rows():
-    """M ≤ d rows: a singular scatter; the QR, decided from the shape (the Gram factor would be NaN): det = 0
-    and a factor that reproduces the scatter."""
+def test_fit_takes_qr_for_an_ill_conditioned_direction_its_pivots_hide():
+    """Found on review: rows whose scatter has condition ~10⁸ in a 2-D block rotated so that both Cholesky pivots
+    are ~√M (their ratio ~1). A guard on the pivots' ratio kept the float32 Gram factor, 1e-2 off in the small
+    direction; the condition estimate (inverse iteration) finds the direction and the fit takes the QR."""
+    rng = np.random.default_rng(0)
+    d, n, big, small = 10, 5000, 100.0, 0.01
+    c = np.sqrt((1 - small**2) / (big**2 - small**2))
+    rotation = np.eye(d)
+    rotation[:2, :2] = [[c, -np.sqrt(1 - c**2)], [np.sqrt(1 - c**2), c]]
+    scales = np.ones(d)
+    scales[:2] = big, small
+    x = (rng.standard_normal((n, d)) * scales) @ rotation.T
+    rows = (x - x.mean(axis=0)).astype(np.float32)
+    lower = np.asarray(gaussian_module._fit_factor(jnp.asarray(rows), d))
+    assert _relative_covariance_error(lower, rows) < 1e-4
+    np.testing.assert_array_equal(lower, gaussian_module._scatter_factor(jnp.asarray(rows), d))
+
+
+def test_fit_takes_qr_for_at_most_2d_rows():
+    """At most 2d rows (here d = 64, M = 128, above ``_GRAM_MIN_WORK`` and well enough conditioned for the Gram
+    factor otherwise): the QR, decided from the shape; and M ≤ d rows: a singular scatter, det = 0 and a factor
+    that reproduces the scatter (the Gram factor would be NaN)."""
+    assert 128 * 64**2 >= gaussian_module._GRAM_MIN_WORK
+    rows = _rows(4, 128, 64, 1.0)
+    np.testing.assert_array_equal(gaussian_module._fit_factor(jnp.asarray(rows), 64),
+                                  gaussian_module._scatter_factor(jnp.asarray(rows), 64))
     rows = _rows(3, 6, 8, 1.0)
     lower = np.asarray(gaussian_module._fit_factor(jnp.asarray(rows), 8))
     assert np.all(np.isfinite(lower))
@@ -100,3 +125,18 @@ def test_qr_is_a_conditional_of_the_batch():
     unnamed = jax.jit(jax.vmap(functools.partial(gaussian_module._fit_factor, dim=10)))
     cases = [f.lower(arg).as_text().count("stablehlo.case") for f in (named, unnamed)]
     assert cases[0] == cases[1] + 1, cases
+
+
+def test_the_engine_names_its_chain_axis(monkeypatch):
+    """The engine's vmap over chains carries ``CHAIN_AXIS``, so the fit's fallback decision is one per batch: a
+    ``psum`` over that name, which raises ``NameError`` under a vmap without it (the QR would then run beside the
+    Gram factor for every chain, a slowdown no result shows)."""
+    from collapse_theory import simulate
+
+    def strict(flag):
+        return jax.lax.psum(flag.astype(jnp.int32), CHAIN_AXIS) > 0
+
+    monkeypatch.setattr(gaussian_module, "any_chain", strict)
+    res = simulate(0, Gaussian(dim=10, ddof=0), num_chains=4, num_generations=2, num_samples=5000, path="sample",
+                   metrics=["trace_ratio"], quantiles=())
+    assert np.all(np.isfinite(res.mean("trace_ratio")))

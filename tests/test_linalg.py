@@ -135,25 +135,33 @@ def _lapack_calls(run) -> list[str]:
 
 
 QR_CHAIN = {"geqrf", "orgqr"}  # the fit's QR: orgqr consumes geqrf's output, so the two never overlap
-# the QR; the Cholesky factor of Accumulate's exact step; or the sample-path fit's Cholesky factor of the Gram
-# matrix followed by its QR fallback, a conditional whose predicate is computed from potrf's output, so the two
-# never overlap either
-FIT_CALLS = (QR_CHAIN, {"potrf"}, {"potrf"} | QR_CHAIN)
+FIT_CALLS = (QR_CHAIN, {"potrf"})  # the QR, or the Cholesky factor of Accumulate's exact step: never both
+# the sample-path fit of a large sample: the Gram matrix's Cholesky factor (potrf), its condition estimate
+# (triangular solves of potrf's output) and, in a conditional on that estimate, the QR: each waits for the last
+GRAM_CHAIN = {"potrf", "trsm"} | QR_CHAIN
 
 
 @pytest.mark.parametrize("regime, path", [(Replace(), "sample"), (Replace(), "exact"), (Accumulate(), "exact"),
                                           (FreshFraction(0.5), "exact")])
 def test_gaussian_programs_call_lapack_only_for_the_fit(regime, path):
-    """A 5-D Gaussian with every metric: the only LAPACK calls are the fit's (on the sample path the Cholesky
-    factor of the Gram matrix, then the QR where it is ill-conditioned; on the exact path the QR, or on the exact
-    accumulate path the Cholesky factor of ``Gaussian.grow_pool``), never two independent ones (the metrics used
-    four ``trsm`` and a ``gesdd``, which hung 1000 chains at d = 31 on 2 cores)."""
+    """A 5-D Gaussian with every metric: the only LAPACK calls are the fit's QR, or on the exact accumulate path
+    the Cholesky factor of ``Gaussian.grow_pool``, one of them per program (the metrics used four ``trsm`` and a
+    ``gesdd``, which hung 1000 chains at d = 31 on 2 cores)."""
     calls = _lapack_calls(lambda: simulate(0, Gaussian(dim=5, ddof=1), regime, num_chains=8, num_generations=2,
                                            num_samples=12, path=path))
     kinds = {re.sub(r"^lapack_[sdcz]|_ffi$", "", c) for c in calls}
     assert any(kinds <= allowed for allowed in FIT_CALLS), calls
     if isinstance(regime, Accumulate) and path == "exact":
         assert kinds == {"potrf"}, calls  # the QR of the stacked factors is gone from the exact accumulate step
+
+
+def test_gaussian_gram_fit_calls_lapack_in_one_chain():
+    """A sample-path fit large enough for the Gram path (M d² ≥ ``_GRAM_MIN_WORK``): its LAPACK calls are the
+    Cholesky factor, the triangular solves of its condition estimate and the conditional QR, nothing else."""
+    calls = _lapack_calls(lambda: simulate(0, Gaussian(dim=5, ddof=1), Replace(), num_chains=8, num_generations=2,
+                                           num_samples=20_000, path="sample"))
+    kinds = {re.sub(r"^lapack_[sdcz]|_ffi$", "", c) for c in calls}
+    assert {"potrf", "trsm", "geqrf"} <= kinds <= GRAM_CHAIN, calls
 
 
 _NO_LAPACK = {

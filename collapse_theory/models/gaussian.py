@@ -84,12 +84,38 @@ def _normalise(lower: jax.Array, log_scale: jax.Array):
 _NEWTON_SCHULZ_MAX_DIM = 8  # W2's nuclear norm: Newton–Schulz up to this d, NumPy's SVD above (measured)
 
 
-_GRAM_MIN_PIVOT_RATIO = {np.dtype(np.float32): 0.1, np.dtype(np.float64): 1e-4}
-"""The sample-path fit keeps the Cholesky factor of the Gram matrix only when its smallest diagonal entry is at
-least this fraction of its largest (a lower bound on the factor's condition number κ is their ratio's inverse);
-otherwise it takes the QR factor. Forming the Gram matrix squares κ: its relative round-off, ~√M·ε, grows to
-~κ²√M·ε in the smallest directions, about 2·10⁻⁴ at κ = 10 and M = 1000 in float32 (ε = 6·10⁻⁸) and 3·10⁻⁷ at
-κ = 10⁴ in float64, below the Monte Carlo spread of one fit (~1/√M) by more than two orders of magnitude."""
+_GRAM_SHARE = 0.01
+r"""The sample-path fit keeps the Cholesky factor of the Gram matrix only where its round-off is at most this share
+of the fit's own Monte Carlo spread. Forming :math:`G = X^\top X` squares the rows' condition number κ: its
+relative error in the smallest directions is about :math:`κ^2 \sqrt M u` (u the unit round-off, 6·10⁻⁸ in
+float32), against a spread of :math:`\sqrt{2/M}` for a fit of M rows; so the factor is kept where
+:math:`κ^2 \le 0.01\sqrt2/(M u)/4` (float32: 59 at M = 1000, 0.6 at M = 10⁵, so a large accumulated pool always
+takes the QR), with κ² from :func:`_condition_squared` and the factor 4 for that estimate's error."""
+
+_CONDITION_STEPS = 4
+
+
+def _condition_squared(lower: jax.Array) -> jax.Array:
+    r"""An estimate of :math:`κ(L)^2 = λ_{max}/λ_{min}` of :math:`G = LL^\top` (L lower triangular, nonsingular):
+    four steps of power iteration for :math:`λ_{max}` and of inverse iteration (two triangular solves a step) for
+    :math:`λ_{min}`, from one fixed start vector, each read off as a Rayleigh quotient. Both quotients err towards
+    the middle of the spectrum, so this is a lower bound; inverse iteration reaches an isolated small eigenvalue
+    in a step or two (an ill-conditioned direction is found whatever its orientation)."""
+    d = lower.shape[0]
+    start = 1.0 + 0.5 * jnp.sin(2.3 * jnp.arange(d, dtype=lower.dtype))
+
+    def unit(v):
+        return v / jnp.sqrt(jnp.sum(v * v))
+
+    def step(_, vs):
+        up, down = vs
+        up = unit(lower @ (lower.T @ up))
+        down = jax.lax.linalg.triangular_solve(lower, down[:, None], left_side=True, lower=True)
+        down = jax.lax.linalg.triangular_solve(lower, down, left_side=True, lower=True, transpose_a=True)
+        return up, unit(down[:, 0])
+
+    up, down = jax.lax.fori_loop(0, _CONDITION_STEPS, step, (unit(start), unit(start)))
+    return jnp.sum((lower.T @ up) ** 2) / jnp.sum((lower.T @ down) ** 2)
 
 
 _GRAM_MIN_WORK = 500_000
@@ -101,19 +127,20 @@ time than it saves (measured on 2 CPU cores over the Kazdan Gaussian grid, 100 c
 
 def _fit_factor(rows: jax.Array, dim: int) -> jax.Array:
     """Lower-triangular ``L`` with ``L L^T = rows^T rows``: the Cholesky factor of the Gram matrix (a matrix
-    product, ~4× faster than a QR on a CPU) where it is accurate (:data:`_GRAM_MIN_PIVOT_RATIO`), the QR factor
+    product, ~4× faster than a QR on a CPU) where it is accurate (:data:`_GRAM_SHARE`), the QR factor
     (:func:`_scatter_factor`) elsewhere: for small fits (:data:`_GRAM_MIN_WORK`; at most 2d rows, where a
     scatter is singular or poorly conditioned), decided from the shape, and for a chain whose Gram factor is
-    ill-conditioned or not finite. The QR runs only in batches of chains that hold
-    such a chain (:func:`~collapse_theory.models.base.any_chain`); each chain takes its own factor, so its result
-    does not depend on the other chains."""
+    ill-conditioned or not finite. The QR runs only in batches of chains that hold such a chain
+    (:func:`~collapse_theory.models.base.any_chain`; under ``simulate(chain_batch=...)`` it runs for every batch);
+    each chain takes its own factor, so its result does not depend on the other chains."""
     if rows.shape[0] <= 2 * dim or rows.shape[0] * dim * dim < _GRAM_MIN_WORK:
         return _scatter_factor(rows, dim)
     gram = jnp.matmul(rows.T, rows, precision=jax.lax.Precision.HIGHEST)  # GPUs would round it to TF32 otherwise
     lower = jnp.linalg.cholesky(gram)
-    diag = jnp.diag(lower)
-    ratio = _GRAM_MIN_PIVOT_RATIO.get(np.dtype(rows.dtype), _GRAM_MIN_PIVOT_RATIO[np.dtype(np.float32)])
-    good = jnp.all(jnp.isfinite(lower)) & (jnp.min(diag) >= ratio * jnp.max(diag))
+    finite = jnp.all(jnp.isfinite(lower)) & jnp.all(jnp.diag(lower) > 0)
+    safe = jnp.where(finite, lower, jnp.eye(dim, dtype=lower.dtype))
+    bound = _GRAM_SHARE * math.sqrt(2.0) / (rows.shape[0] * float(np.finfo(rows.dtype).eps) / 2) / 4
+    good = finite & (_condition_squared(safe) <= bound)
     fallback = jax.lax.cond(any_chain(~good), lambda: _scatter_factor(rows, dim), lambda: jnp.zeros_like(lower))
     return jnp.where(good, lower, fallback)
 
