@@ -441,11 +441,12 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
         helper = threading.Thread(target=feed, name="sweep-pool-feeder", daemon=True)
         helper.start()
         try:
+            feeding = True  # until the helper thread's final None is read (here or below)
             while (g := take()) is not None:
                 record(g, _worker_group(members_of[g], cells, out_dir, resume, settings))
-                record_done(block=False)
-            while record_done(block=True):
-                pass
+                feeding = feeding and record_done(block=False)
+            if feeding:
+                record_done(block=True)
         except BaseException:
             with lock:
                 order.clear()  # no further group starts, here or in the pool

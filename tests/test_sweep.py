@@ -252,6 +252,43 @@ def test_sweep_workers_keep_the_callers_thread_local_settings(tmp_path):
         assert SimulationResult.load(tmp_path / cell["file"]).summary["log_trace_ratio"]["mean"].dtype == want
 
 
+def test_side_by_side_sweep_ends_when_the_workers_finish_first(monkeypatch):
+    """``workers=2`` where the worker process finishes all its groups while this process still runs its first:
+    every group is recorded once and the sweep returns. Catches the hang found in a benchmark: the helper thread's
+    final notice, read while this process was between groups, was waited for again at the end. Threads stand in
+    for the worker process (``_worker_group`` is replaced, which a spawned process would not see)."""
+    import concurrent.futures
+    import threading
+    import time
+
+    from collapse_theory import sweep
+
+    here = []  # the thread that stands for this process
+
+    def fake_group(members, cells, out_dir, resume, settings):
+        if threading.current_thread() is here[0]:
+            time.sleep(0.3)  # this process's group outlasts all of the worker's
+        return [{"index": i, "status": "done"} for i in members], 1
+
+    class ThreadPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers, mp_context=None):
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(sweep, "_worker_group", fake_group)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", ThreadPool)
+    members_of = [[0, 1, 2], [3], [4], [5]]
+    cells = [{"num_chains": 1, "num_generations": 1, "num_samples": 2} for _ in range(6)]
+    seen_cells, seen_groups = [], []
+    runner = threading.Thread(target=sweep._run_groups_side_by_side, daemon=True, args=(
+        2, members_of, cells, None, False, lambda g, e: seen_cells.append(e["index"]),
+        lambda g, n: seen_groups.append(g)))
+    here.append(runner)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "the sweep did not return"
+    assert sorted(seen_groups) == [0, 1, 2, 3] and sorted(seen_cells) == list(range(6))
+
+
 _SETTINGS_SCRIPT = """
 import json, os, sys
 import jax
