@@ -120,9 +120,9 @@ def _condition_squared(lower: jax.Array) -> jax.Array:
 
 _GRAM_MIN_WORK = 500_000
 """The sample-path fit forms the Gram matrix only for at least this many rows × d² (and more than 2d rows): below
-it the QR costs little, and the Gram path's extra code (a Cholesky factor, a conditional QR) costs more compile
-time than it saves (measured on 2 CPU cores over the Kazdan Gaussian grid, 100 chains × 100 generations: +0.3 to
-0.7 s compile per program, −6 s run at d = 100 and M = 1000)."""
+it the QR costs little, and the Gram path's extra code (a Cholesky factor, its condition estimate, a conditional
+QR) costs more compile time than it saves (measured on 2 CPU cores over the Kazdan Gaussian grid, 100 chains ×
+100 generations: +0.3 to 0.7 s compile per program, −6 s run at d = 100 and M = 1000)."""
 
 
 def _fit_factor(rows: jax.Array, dim: int) -> jax.Array:
