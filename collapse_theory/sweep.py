@@ -421,6 +421,8 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
                             done.put((g, future.result(), None))
                         except BaseException as err:  # noqa: BLE001 -- raised on the calling thread
                             done.put((g, None, err))
+            except BaseException as err:  # noqa: BLE001 -- e.g. a broken pool refusing a group: raised there too
+                done.put((None, None, err))
             finally:
                 done.put(None)
 

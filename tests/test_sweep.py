@@ -289,6 +289,32 @@ def test_side_by_side_sweep_ends_when_the_workers_finish_first(monkeypatch):
     assert sorted(seen_groups) == [0, 1, 2, 3] and sorted(seen_cells) == list(range(6))
 
 
+def test_side_by_side_sweep_raises_when_the_pool_refuses_a_group(monkeypatch):
+    """A pool that refuses a group (a worker process died: ``BrokenProcessPool`` on submit) stops the sweep with
+    that error, instead of returning with the group's cells missing from the index."""
+    import concurrent.futures
+    import time
+
+    from collapse_theory import sweep
+
+    class Refusing(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers, mp_context=None):
+            super().__init__(max_workers=max_workers)
+
+        def submit(self, *args, **kwargs):
+            raise RuntimeError("pool refused the group")
+
+    def slow_group(members, *args):  # this process's groups take a while, so the helper thread takes one too
+        time.sleep(0.2)
+        return [{"index": i} for i in members], 1
+
+    monkeypatch.setattr(sweep, "_worker_group", slow_group)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Refusing)
+    cells = [{"num_chains": 1, "num_generations": 1, "num_samples": 2} for _ in range(3)]
+    with pytest.raises(RuntimeError, match="pool refused the group"):
+        sweep._run_groups_side_by_side(2, [[0], [1], [2]], cells, None, False, lambda g, e: None, lambda g, n: None)
+
+
 _SETTINGS_SCRIPT = """
 import json, os, sys
 import jax
