@@ -4,7 +4,9 @@ log-gamma draw and Floyd's subset draw.
 Bugs caught: a fused Threefry or ``fold_in`` that differs from JAX's by one bit (every chain's stream would change
 with the code path that derived its key, breaking chunking/sharding/merge reproducibility); uniforms that reach 0 or
 1 or are not uniform (float32 and float64 bit layouts); a normal and a gamma drawn from overlapping words (they
-would be dependent); a wrong acceptance test or boost in ``log_gamma`` (its law would not be Gamma(a)); a Floyd step
+would be dependent); a wrong acceptance test or boost in ``log_gamma`` (its law would not be Gamma(a)); a batched
+draw whose extra rejection rounds overwrite lanes that had already accepted (their law, and their independence from
+the other lanes' shapes, would break); a Floyd step
 that keeps a duplicate or favours some subsets (subset frequencies would not be uniform).
 """
 
@@ -17,7 +19,14 @@ import pytest
 from scipy import stats
 
 from collapse_theory import keys
-from collapse_theory._random import integers_below, log_gamma, normal_and_log_gamma, unit_uniforms
+from collapse_theory._random import (
+    gamma_uniforms,
+    integers_below,
+    log_gamma,
+    log_gamma_from_uniforms,
+    normal_and_log_gamma,
+    unit_uniforms,
+)
 from collapse_theory.regimes import _floyd_subset
 
 
@@ -28,6 +37,36 @@ def test_log_gamma_has_the_gamma_law(a):
     assert stats.kstest(x, stats.gamma(a).cdf).pvalue > 1e-3
     # power: the same test rejects a shape off by 10%
     assert stats.kstest(x, stats.gamma(1.1 * a).cdf).pvalue < 1e-3
+
+
+LANE_SHAPES = np.array([0.3, 0.5, 1.0, 1.5, 49.5], np.float32)
+
+
+def _lanes(key, shapes, proposals=1):
+    """A batch of lanes drawn at once (the d-dim Bartlett diagonal's call), one proposal per round up front so
+    that the extra rounds run often (5 % of draws at a = 1, 45 % of the steps hold such a lane)."""
+    u = unit_uniforms(key, len(shapes) * gamma_uniforms(proposals), jnp.float32).reshape(len(shapes), -1)
+    return log_gamma_from_uniforms(key, u, shapes)
+
+
+def test_batched_log_gamma_has_the_gamma_law_in_every_lane():
+    """``log_gamma_from_uniforms`` on an array of shapes: each lane is Gamma(a) (KS on 100 000 steps), and the
+    same test rejects each lane's shape off by 10 % (power)."""
+    draws = np.exp(np.asarray(jax.jit(jax.vmap(lambda k: _lanes(k, LANE_SHAPES)))(
+        jax.random.split(jax.random.key(21), 100_000))))
+    for j, a in enumerate(LANE_SHAPES):
+        assert stats.kstest(draws[:, j], stats.gamma(a).cdf).pvalue > 1e-3, a
+        assert stats.kstest(draws[:, j], stats.gamma(1.1 * a).cdf).pvalue < 1e-3, a
+
+
+def test_batched_log_gamma_lane_does_not_depend_on_the_other_lanes():
+    """A lane's draw is a function of its own uniforms and shape: changing every other lane's shape (so that the
+    extra rounds run at other steps) leaves it bit for bit, also in the steps where the rounds ran for it."""
+    keys_ = jax.random.split(jax.random.key(4), 20_000)
+    other = LANE_SHAPES.copy()
+    other[[0, 1, 3, 4]] = [2.0, 0.7, 0.4, 3.0]
+    draw = jax.jit(jax.vmap(_lanes, in_axes=(0, None)))
+    np.testing.assert_array_equal(np.asarray(draw(keys_, LANE_SHAPES))[:, 2], np.asarray(draw(keys_, other))[:, 2])
 
 
 def test_integers_below_are_in_range_and_uniform():

@@ -52,8 +52,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from .. import _linalg, keys
-from .._random import log_gamma, normal_and_log_gamma, standard_normals
+from .. import _linalg
+from .._random import (
+    gamma_uniforms,
+    log_gamma_from_uniforms,
+    normal_and_log_gamma,
+    standard_normal_from_uniform,
+    standard_normals,
+    unit_uniforms,
+)
 from .base import any_chain
 
 
@@ -80,6 +87,10 @@ def _normalise(lower: jax.Array, log_scale: jax.Array):
     safe = jnp.where(norm > 0, norm, 1.0)
     return lower / safe, jnp.where(norm > 0, log_scale + jnp.log(safe), -jnp.inf)
 
+
+_BARTLETT_PROPOSALS = 3
+"""Gamma proposals drawn up front per Bartlett diagonal entry of the d ≥ 2 exact step: shapes (M−i)/2 near 1/2 (M
+close to d) are rejected most often, and with two proposals the extra round would run on almost every step."""
 
 _NEWTON_SCHULZ_MAX_DIM = 8  # W2's nuclear norm: Newton–Schulz up to this d, NumPy's SVD above (measured)
 
@@ -285,12 +296,14 @@ class Gaussian:
         if d == 1:  # one Threefry call gives the whole step's randomness (the exact path's hot loop)
             z, log_g = normal_and_log_gamma(key, shapes[0])
             return z[None], log_g[None]
-        k_mean, k_diag, k_off = keys.split(key, 3)  # jax.random.split's keys, as fused arithmetic
-        z = standard_normals(k_mean, (d,), dtype)
-        log_g = jax.vmap(log_gamma)(keys.split(k_diag, d), shapes)
-        # all d² normals, of which the step keeps the d(d-1)/2 below the diagonal: drawing only those (a scatter
-        # into the triangle) measured no faster
-        return z, log_g, standard_normals(k_off, (d, d), dtype)
+        # one Threefry call for the step's uniforms: d for z, gamma_uniforms(3) per Bartlett diagonal entry (the
+        # rare extra rejection rounds draw from fold_in(key, i)), d² for the normals of which the step keeps the
+        # d(d-1)/2 below the diagonal (drawing only those, a scatter into the triangle, measured no faster)
+        g = gamma_uniforms(_BARTLETT_PROPOSALS)
+        u = unit_uniforms(key, d * (1 + g + d), dtype)
+        normals = standard_normal_from_uniform(jnp.concatenate([u[:d], u[d * (1 + g):]]))
+        log_g = log_gamma_from_uniforms(key, u[d:d * (1 + g)].reshape(d, g), shapes)
+        return normals[:d], log_g, normals[d:].reshape(d, d)
 
     def stats_from_noise(self, params: GaussianParams, noise: tuple, n: jax.Array) -> GaussianStats:
         """:meth:`sample_stats` given its random input ``noise`` (:meth:`stats_noise`)."""
