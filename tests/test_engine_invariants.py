@@ -270,6 +270,27 @@ def test_grow_pool_equals_combine_with_the_pools_own_draw(dim, n, ddof):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def test_packed_summaries_unpack_to_the_same_arrays():
+    """The scan writes each generation's summaries as one flat vector per dtype (``_pack_summary``); unpacking the
+    stacked rows gives every statistic back with its own shape and dtype, bit for bit (an offset or a reshape in
+    the wrong order would move values between metrics or statistics)."""
+    rng = np.random.default_rng(0)
+    gens = [{"a": {"mean": jnp.asarray(rng.normal(), jnp.float32), "quantiles": jnp.asarray(rng.normal(size=3),
+                                                                                              jnp.float32)},
+             "b": {"mean": jnp.asarray(rng.normal(size=(2, 4)), jnp.float32),
+                   "count": jnp.asarray(rng.integers(0, 9, size=(2,)), jnp.int32)}} for _ in range(5)]
+    plan = object()
+    packed = [ENGINE._pack_summary(plan, g) for g in gens]
+    assert sorted(packed[0]) == ["float32", "int32"] and packed[0]["float32"].shape == (12,)
+    stacked = {name: np.stack([np.asarray(p[name]) for p in packed]) for name in packed[0]}
+    back = ENGINE._unpack_summary(plan, stacked)
+    for metric, stats in gens[0].items():
+        for stat in stats:
+            want = np.stack([np.asarray(g[metric][stat]) for g in gens])
+            assert back[metric][stat].dtype == want.dtype
+            np.testing.assert_array_equal(back[metric][stat], want)
+
+
 def test_save_load_round_trip(runs, tmp_path):
     """``save`` writes ``run.npz`` and a ``run.json`` sidecar atomically (no temporary files left); ``load`` gives
     back every array bit for bit and the configuration; the sidecar records versions, backend, x64 and the seed.

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _linalg
+from .. import _linalg, keys
 from .._random import log_gamma
 from ..theory._validate import is_integer, is_real
 
@@ -324,9 +324,9 @@ class LinearRegression:
     def _fresh_stats(self, key, w, n, noise_sd, dtype):
         """Exact (XᵀX, Xᵀy) of ``n`` fresh rows by Bartlett: O(d²) random numbers whatever ``n`` is."""
         d = self.dim
-        k_diag, k_off, k_noise = jax.random.split(key, 3)
+        k_diag, k_off, k_noise = keys.split(key, 3)  # jax.random.split's keys, as fused arithmetic
         dof = n - jnp.arange(d, dtype=dtype)
-        log_chi2 = jnp.log(2.0) + jax.vmap(log_gamma)(jax.random.split(k_diag, d), jnp.maximum(dof, 1.0) / 2)
+        log_chi2 = jnp.log(2.0) + jax.vmap(log_gamma)(keys.split(k_diag, d), jnp.maximum(dof, 1.0) / 2)
         diag = jnp.where(dof > 0, jnp.exp(0.5 * log_chi2), 0.0)
         alive = jnp.arange(d) < n
         below = jnp.tril(jax.random.normal(k_off, (d, d), dtype), -1) * alive[None, :]
