@@ -270,6 +270,30 @@ def test_grow_pool_equals_combine_with_the_pools_own_draw(dim, n, ddof):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _tree_sum_by_levels(values: np.ndarray) -> np.ndarray:
+    """The summaries' summation order, level by level in NumPy: pairs (2i, 2i + 1), an odd level's last entry
+    paired with a zero."""
+    while values.shape[0] > 1:
+        if values.shape[0] % 2:
+            values = np.concatenate([values, np.zeros((1,) + values.shape[1:], values.dtype)])
+        values = values[0::2] + values[1::2]
+    return values[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 13, 100, 129])
+def test_pairwise_sum_follows_the_fixed_tree_bit_for_bit(n):
+    """``pairwise_sum`` (every summary's mean and sd) adds in the fixed tree's order, bit for bit, for chain counts
+    that are not powers of two; values over 16 decades make any other order round differently."""
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((n, 4)) * 10.0 ** rng.integers(-8, 8, (n, 4))).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(jax.jit(ENGINE.pairwise_sum)(jnp.asarray(x))), _tree_sum_by_levels(x))
+    if n >= 13:  # power: the same comparison rejects a tree that pairs entry i with entry i + half instead
+        halves = np.concatenate([x, np.zeros((128 - n if n <= 128 else 256 - n, 4), np.float32)])
+        while halves.shape[0] > 1:
+            halves = halves[: halves.shape[0] // 2] + halves[halves.shape[0] // 2:]
+        assert not np.array_equal(_tree_sum_by_levels(x), halves[0])
+
+
 def test_packed_summaries_unpack_to_the_same_arrays():
     """The scan writes each generation's summaries as one flat vector per dtype (``_pack_summary``); unpacking the
     stacked rows gives every statistic back with its own shape and dtype, bit for bit (an offset or a reshape in
