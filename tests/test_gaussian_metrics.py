@@ -74,6 +74,24 @@ def test_metrics_equal_the_textbook_formulas(d, seed):
     assert abs(want["kl_truth_model"] - want["kl_model_truth"]) > 1e-3
 
 
+@pytest.mark.parametrize("d", [1, 12])
+@pytest.mark.parametrize("names", [("trace_ratio",), ("kl_truth_model", "det_ratio"), ("kl_model_truth",),
+                                   ("w2_squared", "tail_mass")])
+def test_named_metrics_are_the_same_values(d, names):
+    """``metrics(..., names=)`` (what the engine passes for ``simulate(metrics=...)``) reports every named metric
+    with the value of the full call, bit for bit, and leaves out the costly ones it was not asked for."""
+    rng = np.random.default_rng(d)
+    model = Gaussian(dim=d, ddof=0, tail_k=1.5)
+    (mean, cov), (mean0, cov0) = _random_gaussian(rng, d), _random_gaussian(rng, d)
+    args = (model.params(mean, cov), model.params(mean0, cov0))
+    full = jax.jit(model.metrics)(*args)
+    some = jax.jit(lambda p, r: model.metrics(p, r, names=names))(*args)
+    for name in names:
+        np.testing.assert_array_equal(np.asarray(some[name]), np.asarray(full[name]), err_msg=name)
+    costly = {"w2_squared", "kl_truth_model", "kl_model_truth", "tail_mass"}
+    assert set(some) & costly == set(names) & costly
+
+
 @pytest.mark.parametrize("d", [1, 2])
 def test_collapsed_and_tail_mass_at_the_extremes(d):
     """A model 10⁻⁴ times the truth's scale counts as collapsed and puts no mass beyond k σ0; a model 10⁴ times

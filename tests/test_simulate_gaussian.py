@@ -604,3 +604,22 @@ def test_seed_sweep_replace_log_variance_calibration():
     assert abs(zs.mean()) * math.sqrt(zs.size) < 4
     lo, hi = stats.chi2.ppf([5e-4, 1 - 5e-4], zs.size - 1)
     assert lo < (zs.size - 1) * zs.var(ddof=1) < hi
+
+
+def test_the_engine_asks_the_model_for_the_named_metrics_only():
+    """``simulate(metrics=[...])`` passes the names to a model whose ``metrics`` takes ``names=`` (the Gaussian
+    then leaves its W2, KL and tail computations out of the program), and the run reports the named ones."""
+    import dataclasses
+
+    asked = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Recording(Gaussian):
+        def metrics(self, params, reference, key=None, names=None):
+            asked.append(names)
+            return super().metrics(params, reference, key, names=names)
+
+    res = simulate(0, Recording(dim=2, ddof=0), Replace(), num_chains=4, num_generations=3, num_samples=6,
+                   path="exact", metrics=["det_ratio", "trace_ratio"], quantiles=())
+    assert sorted(res.summary) == ["det_ratio", "trace_ratio"]
+    assert asked and all(names == ("det_ratio", "trace_ratio") for names in asked)

@@ -16,7 +16,8 @@ Sample-level path (every model):
 * ``metrics(params, reference, key) -> dict[str, Array]``: per-chain scalar observables. ``reference`` is what the
   metrics compare against (the true parameters, held-out real data); ``key`` (purpose ``METRIC``) serves
   observables that need randomness (a downstream fit on fresh data, samples scored by a grammar); deterministic
-  metrics ignore it.
+  metrics ignore it. A model whose ``metrics`` also takes ``names=`` is given the names ``simulate(metrics=...)``
+  asks for and may leave the others out (fewer operations to trace and compile); it must report every named one.
 * ``min_samples``: the smallest training-set size ``fit`` accepts (2 for an unbiased variance).
 
 Optional hooks (any model):

@@ -88,6 +88,10 @@ def _normalise(lower: jax.Array, log_scale: jax.Array):
     return lower / safe, jnp.where(norm > 0, log_scale + jnp.log(safe), -jnp.inf)
 
 
+_METRIC_ORDER = ("sq_mean_error", "trace_ratio", "log_trace_ratio", "det_ratio", "log_det_ratio", "w2_squared",
+                 "kl_truth_model", "kl_model_truth", "tail_mass", "collapsed", "variance", "log_variance", "std",
+                 "abs_mean_error")
+
 _BARTLETT_PROPOSALS = 3
 """Gamma proposals drawn up front per Bartlett diagonal entry of the d ≥ 2 exact step: shapes (M−i)/2 near 1/2 (M
 close to d) are rejected most often, and with two proposals the extra round would run on almost every step."""
@@ -440,7 +444,8 @@ class Gaussian:
             f"from that generation on are biased."]
 
     # ----------------------------------------------------------------- observables
-    def metrics(self, params: GaussianParams, reference: GaussianParams, key=None) -> dict[str, jax.Array]:
+    def metrics(self, params: GaussianParams, reference: GaussianParams, key=None,
+                names=None) -> dict[str, jax.Array]:
         r"""Per-chain observables against the truth ``reference`` (all in log scale where they can underflow).
 
         ``sq_mean_error`` :math:`\|\mu-\mu_0\|^2`; ``trace_ratio``/``log_trace_ratio``
@@ -448,9 +453,15 @@ class Gaussian:
         :math:`W_2^2(N(\mu,\Sigma), N(\mu_0,\Sigma_0))` in closed form; ``kl_truth_model``
         :math:`KL(P_0\|P)` (+inf once Σ is singular), ``kl_model_truth`` :math:`KL(P\|P_0)`; ``tail_mass``;
         ``collapsed`` (0/1). In one dimension also ``variance``, ``log_variance``, ``std`` and ``abs_mean_error``.
-        All are deterministic: ``key`` is unused.
+        All are deterministic: ``key`` is unused. ``names`` (the engine passes ``simulate``'s ``metrics``) leaves
+        out the W2, KL and tail metrics when they are not named: their triangular solves and nuclear norm were
+        a third of a program's tracing time when a grid asked for three cheap metrics.
         """
         del key
+
+        def wanted(name):
+            return names is None or name in names
+
         d = self.dim
         f, s = params.factor, params.log_scale
         f0, s0 = reference.factor, reference.log_scale
@@ -460,62 +471,66 @@ class Gaussian:
         log_det = 2 * d * s + 2 * jnp.sum(jnp.log(jnp.abs(jnp.diag(f))))
         log_det0 = 2 * d * s0 + 2 * jnp.sum(jnp.log(jnp.abs(jnp.diag(f0))))
         sq_mean_error = jnp.sum(delta**2)
-        # No jaxlib LAPACK call here (_linalg: two independent ones can deadlock jaxlib 0.10 on 2 cores): the KL
-        # solves are forward substitutions in XLA; the W2 nuclear norm is a Newton–Schulz iteration (d <= 8) or
-        # NumPy's SVD through a host callback.
-        finite = jnp.isfinite(log_det)
-        safe_f = jnp.where(finite, f, jnp.eye(d, dtype=f.dtype))
-        inv_f_f0 = _solve_lower(safe_f, f0)
-        inv_f_delta = _solve_lower(safe_f, delta)
-        if d == 1:
-            inv_f0_f, inv_f0_delta = _solve_lower(f0, f), _solve_lower(f0, delta)
-            sigma = jnp.exp(s) * jnp.abs(f[0, 0])
-            sigma0 = jnp.exp(s0) * jnp.abs(f0[0, 0])
-            w2 = sq_mean_error + (sigma - sigma0) ** 2
-        else:
-            # the reference is usually shared by the chains: then the inverse is computed once per generation
-            inv_f0 = _solve_lower(f0, jnp.eye(d, dtype=f0.dtype))
-            inv_f0_f, inv_f0_delta = inv_f0 @ f, inv_f0 @ delta
-            cross = f0.T @ f
-            if d <= _NEWTON_SCHULZ_MAX_DIM:  # 40 steps of d x d products: faster than LAPACK for small d
-                nuclear = _linalg.nuclear_norm(cross)
-            else:  # NumPy's SVD (3x faster than the iteration at d = 31); not LAPACK through jaxlib
-                nuclear = jnp.sum(_linalg.singular_values(cross))
-            w2 = sq_mean_error + jnp.exp(log_tr) + jnp.exp(log_tr0) - 2 * jnp.exp(s + s0) * nuclear
-            w2 = jnp.maximum(w2, 0.0)
-        kl_truth_model = 0.5 * (
-            jnp.exp(2 * (s0 - s)) * jnp.sum(inv_f_f0**2)
-            + jnp.exp(-2 * s) * jnp.sum(inv_f_delta**2)
-            - d
-            + log_det
-            - log_det0
-        )
-        kl_truth_model = jnp.where(finite, kl_truth_model, jnp.inf)
-        kl_model_truth = 0.5 * (
-            jnp.exp(2 * (s - s0)) * jnp.sum(inv_f0_f**2)
-            + jnp.exp(-2 * s0) * jnp.sum(inv_f0_delta**2)
-            - d
-            + log_det0
-            - log_det
-        )
-        sd_first = jnp.exp(s) * jnp.sqrt(jnp.sum(f[0] ** 2))
-        sd0_first = jnp.exp(s0) * jnp.sqrt(jnp.sum(f0[0] ** 2))
-        lo = reference.mean[0] - self.tail_k * sd0_first - params.mean[0]
-        hi = params.mean[0] - reference.mean[0] - self.tail_k * sd0_first
-        safe_sd = jnp.where(sd_first > 0, sd_first, 1.0)
-        tail = jnp.where(sd_first > 0, ndtr(lo / safe_sd) + ndtr(hi / safe_sd), (lo > 0) | (hi > 0))
+        sigma = jnp.exp(s) * jnp.abs(f[0, 0])
         out = {
             "sq_mean_error": sq_mean_error,
             "trace_ratio": jnp.exp(log_tr - log_tr0),
             "log_trace_ratio": log_tr - log_tr0,
             "det_ratio": jnp.exp(log_det - log_det0),
             "log_det_ratio": log_det - log_det0,
-            "w2_squared": w2,
-            "kl_truth_model": kl_truth_model,
-            "kl_model_truth": kl_model_truth,
-            "tail_mass": tail.astype(f.dtype),
             "collapsed": (log_tr - log_tr0 < 2 * math.log(self.collapse_threshold)).astype(f.dtype),
         }
+        # No jaxlib LAPACK call here (_linalg: two independent ones can deadlock jaxlib 0.10 on 2 cores): the KL
+        # solves are forward substitutions in XLA; the W2 nuclear norm is a Newton–Schulz iteration (d <= 8) or
+        # NumPy's SVD through a host callback.
+        if wanted("w2_squared"):
+            if d == 1:
+                sigma0 = jnp.exp(s0) * jnp.abs(f0[0, 0])
+                w2 = sq_mean_error + (sigma - sigma0) ** 2
+            else:
+                cross = f0.T @ f
+                if d <= _NEWTON_SCHULZ_MAX_DIM:  # 40 steps of d x d products: faster than LAPACK for small d
+                    nuclear = _linalg.nuclear_norm(cross)
+                else:  # NumPy's SVD (3x faster than the iteration at d = 31); not LAPACK through jaxlib
+                    nuclear = jnp.sum(_linalg.singular_values(cross))
+                w2 = sq_mean_error + jnp.exp(log_tr) + jnp.exp(log_tr0) - 2 * jnp.exp(s + s0) * nuclear
+                w2 = jnp.maximum(w2, 0.0)
+            out["w2_squared"] = w2
+        if wanted("kl_truth_model"):
+            finite = jnp.isfinite(log_det)
+            safe_f = jnp.where(finite, f, jnp.eye(d, dtype=f.dtype))
+            inv_f_f0 = _solve_lower(safe_f, f0)
+            inv_f_delta = _solve_lower(safe_f, delta)
+            kl_truth_model = 0.5 * (
+                jnp.exp(2 * (s0 - s)) * jnp.sum(inv_f_f0**2)
+                + jnp.exp(-2 * s) * jnp.sum(inv_f_delta**2)
+                - d
+                + log_det
+                - log_det0
+            )
+            out["kl_truth_model"] = jnp.where(finite, kl_truth_model, jnp.inf)
+        if wanted("kl_model_truth"):
+            if d == 1:
+                inv_f0_f, inv_f0_delta = _solve_lower(f0, f), _solve_lower(f0, delta)
+            else:
+                # the reference is usually shared by the chains: then the inverse is computed once per generation
+                inv_f0 = _solve_lower(f0, jnp.eye(d, dtype=f0.dtype))
+                inv_f0_f, inv_f0_delta = inv_f0 @ f, inv_f0 @ delta
+            out["kl_model_truth"] = 0.5 * (
+                jnp.exp(2 * (s - s0)) * jnp.sum(inv_f0_f**2)
+                + jnp.exp(-2 * s0) * jnp.sum(inv_f0_delta**2)
+                - d
+                + log_det0
+                - log_det
+            )
+        if wanted("tail_mass"):
+            sd_first = jnp.exp(s) * jnp.sqrt(jnp.sum(f[0] ** 2))
+            sd0_first = jnp.exp(s0) * jnp.sqrt(jnp.sum(f0[0] ** 2))
+            lo = reference.mean[0] - self.tail_k * sd0_first - params.mean[0]
+            hi = params.mean[0] - reference.mean[0] - self.tail_k * sd0_first
+            safe_sd = jnp.where(sd_first > 0, sd_first, 1.0)
+            tail = jnp.where(sd_first > 0, ndtr(lo / safe_sd) + ndtr(hi / safe_sd), (lo > 0) | (hi > 0))
+            out["tail_mass"] = tail.astype(f.dtype)
         if d == 1:
             log_variance = 2 * s + 2 * jnp.log(jnp.abs(f[0, 0]))
             out.update(
@@ -524,7 +539,7 @@ class Gaussian:
                 std=sigma,
                 abs_mean_error=jnp.abs(delta[0]),
             )
-        return out
+        return {name: out[name] for name in _METRIC_ORDER if name in out}
 
 
 def _solve_lower(lower: jax.Array, rhs: jax.Array) -> jax.Array:
