@@ -180,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="run the compile groups in N processes side by side (this one and N-1 workers), "
                             "largest first (default 1: this process only); helps grids of many compile-dominated "
                             "cells on a multi-core CPU")
+    sweep.add_argument("--no-pin-cpus", action="store_true",
+                       help="with --workers N: let every process use every CPU (default: each process runs on its "
+                            "own share of the CPUs, so that XLA's threads of one do not wait on the other's)")
     sweep.add_argument("--x64", action="store_true", help="float64 (default: the spec's x64, else float32)")
     sweep.add_argument("--no-progress", action="store_true")
 
@@ -475,7 +478,8 @@ def _cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
     index = run_sweep(spec, args.out, devices=args.devices, resume=args.resume, progress=not args.no_progress,
-                      log=lambda line: print(line, flush=True), workers=args.workers)
+                      log=lambda line: print(line, flush=True), workers=args.workers,
+                      pin_cpus=not args.no_pin_cpus)
     print(f"wrote {len(cells)} cells and {args.out / 'index.json'} ({len(index['groups'])} compile groups)")
     return 0
 

@@ -42,16 +42,16 @@ file and status (rewritten atomically after each cell). Cells that share a compi
 path, chain count, generations and, on the sample path, sample sizes; seeds and (exact path) sample sizes are
 run-time arguments — are run back to back in one *group*, so each group compiles once; the index records each
 group's number of compilations. ``run_sweep(..., workers=N)`` (``--workers N``) runs the groups in N processes side
-by side (this one and N - 1 spawned workers), the largest first; a script that calls it needs the usual
-``if __name__ == "__main__":`` guard (workers are started with ``spawn``). With ``resume`` a cell whose result file
-exists is skipped, provided the ``.npz`` itself records the same cell parameters and x64 setting (otherwise
-``ValueError``: a changed spec never keeps stale cells); cell files beyond this spec's cells (an earlier, larger
-grid in the same folder) are named in a warning and in the index's ``unlisted_files``. ``trajectories``,
-``stop_when_absorbed``, ``compact`` and ``x64`` must be booleans (the string ``"false"`` would count as true); a
-grid that repeats a cell is refused (pooled cells would count that run twice); a spec's ``x64`` must match JAX's
-setting when :func:`run_sweep` is called from Python (the CLI sets it). Every cell's seed, model, regime and sample
-sizes are checked before the first cell runs (the n-gram and VAE set-ups, which train a classifier or draw a corpus,
-when their cell runs); errors name the cell. """
+by side (this one and N - 1 spawned workers, each on its own share of the CPUs), the largest first; a script that
+calls it needs the usual ``if __name__ == "__main__":`` guard (workers are started with ``spawn``). With ``resume``
+a cell whose result file exists is skipped, provided the ``.npz`` itself records the same cell parameters and x64
+setting (otherwise ``ValueError``: a changed spec never keeps stale cells); cell files beyond this spec's cells (an
+earlier, larger grid in the same folder) are named in a warning and in the index's ``unlisted_files``.
+``trajectories``, ``stop_when_absorbed``, ``compact`` and ``x64`` must be booleans (the string ``"false"`` would
+count as true); a grid that repeats a cell is refused (pooled cells would count that run twice); a spec's ``x64``
+must match JAX's setting when :func:`run_sweep` is called from Python (the CLI sets it). Every cell's seed, model,
+regime and sample sizes are checked before the first cell runs (the n-gram and VAE set-ups, which train a
+classifier or draw a corpus, when their cell runs); errors name the cell. """
 
 from __future__ import annotations
 
@@ -351,7 +351,9 @@ summing to 137 s against 144–150 s, the results the same bit for bit)."""
 def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: bool, settings: dict):
     """One group's cells, back to back (they share one compiled program), under the
     parent's JAX ``settings`` (:func:`_jax_settings`) and :data:`_WORKER_COMPILE`; returns ``(entries, compiled
-    programs)``."""
+    programs, the CPUs this process ran on)``."""
+    import os
+
     import jax
 
     for name, value in settings.items():
@@ -360,7 +362,64 @@ def _worker_group(members: list[int], cells: list[dict], out_dir: Path, resume: 
     before = _compiled_programs()
     entries = [_run_cell(i, cells[i], out_dir, resume=resume, progress=False, devices=None,
                          compiler_options=_WORKER_COMPILE) for i in members]
-    return entries, _compiled_programs() - before
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return entries, _compiled_programs() - before, cpus
+
+
+def _cpu_shares(processes: int) -> list[set[int]] | None:
+    """The CPUs this process may run on, dealt round-robin into ``processes`` disjoint shares, one per sweep
+    process; ``None`` (no pinning) for one process, for fewer CPUs than processes, and off Linux, where a thread's
+    CPUs cannot be set."""
+    import os
+    import sys
+
+    if processes < 2 or not sys.platform.startswith("linux"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < processes:
+        return None
+    return [set(cpus[i::processes]) for i in range(processes)]
+
+
+def _pin_threads(cpus: set[int], masks: dict[int, set[int]] | None = None) -> None:
+    """Put every thread of this process on ``cpus``, or each on its own CPUs in ``masks`` (threads it does not
+    name: on ``cpus``). A thread that ends meanwhile is skipped."""
+    import os
+
+    for tid in (int(name) for name in os.listdir("/proc/self/task")):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.sched_setaffinity(tid, (masks or {}).get(tid, cpus))
+
+
+@contextlib.contextmanager
+def _threads_pinned(cpus: set[int] | None):
+    """Every thread of this process, XLA's thread pool included, on ``cpus`` until the block ends; then each back
+    on the CPUs it had (threads started meanwhile: those of the process). ``None``: nothing is pinned."""
+    if cpus is None:
+        yield
+        return
+    import os
+
+    before = os.sched_getaffinity(0)
+    masks = {}
+    for tid in (int(name) for name in os.listdir("/proc/self/task")):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            masks[tid] = os.sched_getaffinity(tid)
+    _pin_threads(cpus)
+    try:
+        yield
+    finally:
+        _pin_threads(before, masks)
+
+
+def _pin_worker(shares: list[set[int]], taken) -> None:
+    """A spawned worker's initializer: run on the next CPU share not ``taken`` yet (``taken``: a shared counter),
+    before the worker's JAX client, and so its thread pool (sized by the CPUs it may use), exists."""
+    with taken.get_lock():
+        i = taken.value
+        taken.value += 1
+    if i < len(shares):
+        _pin_threads(shares[i])
 
 
 def _check_workers(workers, devices) -> int:
@@ -374,7 +433,7 @@ def _check_workers(workers, devices) -> int:
 
 
 def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: list[dict], out_dir: Path,
-                             resume: bool, record_cell, record_group) -> None:
+                             resume: bool, record_cell, record_group, pin_cpus: bool = True) -> None:
     """Run the compile groups in ``min(workers, groups)`` processes: this one, on the calling thread, and the others
     spawned. Each takes the next group, largest estimated work first (:func:`_group_cost`), when it is free. This
     process already has JAX imported and starts at once, where a spawned worker spends a few seconds starting
@@ -384,6 +443,7 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
     worker is raised when this process's current group ends."""
     import concurrent.futures
     import multiprocessing
+    import os
     import queue
     import threading
 
@@ -396,19 +456,26 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
             return order.pop(0) if order else None
 
     def record(g, result):
-        group_entries, compiled = result
-        record_group(g, compiled)
+        group_entries, compiled, cpus = result
+        record_group(g, compiled, cpus)
         for entry in group_entries:
             record_cell(g, entry)
 
     done: queue.Queue = queue.Queue()  # (group, result, exception) of the workers' groups; None when all are in
     spawned = min(workers, len(members_of)) - 1
-    with concurrent.futures.ProcessPoolExecutor(max_workers=spawned,
-                                                mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    shares = _cpu_shares(spawned + 1) if pin_cpus else None
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+            max_workers=spawned, mp_context=context, initializer=None if shares is None else _pin_worker,
+            initargs=() if shares is None else (shares[1:], context.Value("i", 0))))
+        stack.enter_context(_threads_pinned(None if shares is None else shares[0]))
 
         def feed():  # the helper thread: keep each worker busy, hand results to the calling thread
             pending: dict = {}
             try:
+                if shares is not None:  # the workers it starts start up on their own CPUs, not on this process's
+                    os.sched_setaffinity(0, set().union(*shares[1:]))  # this thread only
                 while True:
                     while len(pending) < spawned and (g := take()) is not None:
                         pending[pool.submit(_worker_group, members_of[g], cells, out_dir, resume, settings)] = g
@@ -458,7 +525,7 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
 
 
 def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bool = False, log=None,
-              workers: int = 1) -> dict:
+              workers: int = 1, pin_cpus: bool = True) -> dict:
     """Run every cell of ``spec`` (a dict or a spec path); write ``out_dir/cell_XXXX.npz`` and ``index.json``.
 
     ``workers > 1`` runs the compile groups in that many processes side by side: this one and ``workers - 1``
@@ -469,8 +536,13 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     process holds its own compiled programs and imports JAX once (a few seconds); it runs with the caller's JAX
     settings that change results (x64, PRNG implementation, matmul precision) and its persistent compilation cache
     (``collapse-theory`` keeps one, so a repeated sweep loads its programs in the workers too):
-    :data:`_WORKER_CONFIG`. Every program compiles with :data:`_WORKER_COMPILE`. Progress bars are shown only with
-    ``workers=1``; ``log`` then reports each group's cells when the group finishes.
+    :data:`_WORKER_CONFIG`. Every program compiles with :data:`_WORKER_COMPILE`. With ``pin_cpus`` (the default)
+    and at least as many CPUs as processes (Linux), each process runs on its own share of this process's CPUs,
+    dealt round-robin, and this process gets its CPUs back when the sweep ends; each group's CPUs are recorded in
+    the index. XLA:CPU runs a program's large operations on a thread per CPU it may use, and two processes whose
+    threads share every CPU wait on each other (the Kazdan Gaussian grid with ``workers=2`` on 2 cores: 52.2–56.1 s
+    pinned against 57.4–66.0 s, run alternately). Progress bars are shown only with ``workers=1``; ``log`` then
+    reports each group's cells when the group finishes.
 
     Returns the index (also written to ``out_dir/index.json``).
     """
@@ -515,8 +587,11 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
         if log is not None:
             log(f"cell {entry['index']}: {entry['status']} -> {entry['file']}")
 
-    def record_group(g: int, compiled: int) -> None:
-        index["groups"].append({"group": g, "cells": members_of[g], "compiled_programs": compiled})
+    def record_group(g: int, compiled: int, cpus: list[int] | None = None) -> None:
+        group = {"group": g, "cells": members_of[g], "compiled_programs": compiled}
+        if cpus is not None:
+            group["cpus"] = cpus
+        index["groups"].append(group)
         index["groups"].sort(key=lambda item: item["group"])
 
     if workers == 1 or len(members_of) == 1:
@@ -526,6 +601,7 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
                 record_cell(g, _run_cell(i, cells[i], out_dir, resume=resume, progress=progress, devices=devices))
             record_group(g, _compiled_programs() - before)
     else:
-        _run_groups_side_by_side(workers, members_of, cells, out_dir, resume, record_cell, record_group)
+        _run_groups_side_by_side(workers, members_of, cells, out_dir, resume, record_cell, record_group,
+                                 pin_cpus=pin_cpus)
     write_index()
     return index

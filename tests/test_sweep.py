@@ -3,7 +3,9 @@ resume, and clear errors for bad specs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 
@@ -223,7 +225,8 @@ def test_sweep_workers_give_the_one_process_results(tmp_path):
     assert [c["params"]["path"] for c in one["cells"]] == ["exact"] * 4 + ["sample"] * 4
     strip = [{k: v for k, v in c.items() if k != "wall_time_s"} for c in one["cells"]]
     assert strip == [{k: v for k, v in c.items() if k != "wall_time_s"} for c in two["cells"]]
-    assert one["groups"] == two["groups"] and len(one["groups"]) == 3
+    assert one["groups"] == [{k: v for k, v in g.items() if k != "cpus"} for g in two["groups"]]
+    assert len(one["groups"]) == 3
     assert [g["compiled_programs"] for g in two["groups"]] == [1, 1, 1]
     assert json.loads((tmp_path / "two" / "index.json").read_text())["cells"][5]["file"] == "cell_0005.npz"
     for cell in one["cells"]:
@@ -232,6 +235,59 @@ def test_sweep_workers_give_the_one_process_results(tmp_path):
         assert a.summary["log_variance"]["mean"].dtype == np.float64 == b.summary["log_variance"]["mean"].dtype
         for stat in ("mean", "sd", "quantiles"):
             np.testing.assert_array_equal(a.summary["log_variance"][stat], b.summary["log_variance"][stat])
+
+
+PINNABLE = hasattr(os, "sched_getaffinity") and sys.platform.startswith("linux") and len(os.sched_getaffinity(0)) >= 2
+
+
+def _thread_cpus() -> dict[int, set[int]]:
+    out = {}
+    for name in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            out[int(name)] = os.sched_getaffinity(int(name))
+    return out
+
+
+@pytest.mark.skipif(not PINNABLE, reason="pins threads to CPUs: Linux with at least 2 CPUs")
+def test_sweep_workers_run_on_their_own_cpus_and_give_this_process_its_cpus_back(tmp_path):
+    """``workers=2`` (``pin_cpus`` by default): every group runs on one of two disjoint halves of this process's
+    CPUs (recorded in the index), and afterwards each thread of this process has the CPUs it had before;
+    ``--no-pin-cpus`` (``pin_cpus=False``) leaves the groups on all of them. Catches processes left to share every
+    CPU (XLA's threads of one then wait on the other's: 10 % slower on the Kazdan grid) and a sweep that leaves its
+    caller pinned."""
+    allowed = sorted(os.sched_getaffinity(0))
+    halves = [allowed[0::2], allowed[1::2]]
+    before = _thread_cpus()
+    spec = {"model": "gaussian", "num_chains": 2, "num_generations": 2, "num_samples": [5, 6, 7, 8],
+            "path": "sample", "quantiles": [], "model_options": {"dim": 1, "ddof": 1}}
+    pinned = run_sweep(spec, tmp_path / "pinned", workers=2)
+    assert all(g["cpus"] in halves for g in pinned["groups"]), pinned["groups"]
+    after = _thread_cpus()
+    assert {tid: cpus for tid, cpus in after.items() if tid in before} == {tid: before[tid] for tid in after
+                                                                          if tid in before}
+    assert all(cpus == set(allowed) for tid, cpus in after.items() if tid not in before)
+    (tmp_path / "grid.json").write_text(json.dumps(spec))  # the CLI's switch: --no-pin-cpus
+    assert main(["sweep", str(tmp_path / "grid.json"), "--out", str(tmp_path / "free"), "--workers", "2",
+                 "--no-pin-cpus", "--no-progress"]) == 0
+    free = json.loads((tmp_path / "free" / "index.json").read_text())
+    assert all(g["cpus"] == allowed for g in free["groups"])
+
+
+@pytest.mark.skipif(not PINNABLE, reason="pins threads to CPUs: Linux with at least 2 CPUs")
+def test_sweep_worker_initializer_pins_each_worker_to_the_next_share():
+    """The spawned workers' initializer (``sweep._pin_worker``) puts each worker on the next unclaimed share."""
+    import concurrent.futures
+    import multiprocessing
+
+    from collapse_theory import sweep
+
+    allowed = sorted(os.sched_getaffinity(0))
+    shares = [{allowed[-1]}, {allowed[0]}]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context, initializer=sweep._pin_worker,
+                                                initargs=(shares, context.Value("i", 0))) as pool:
+        seen = [pool.submit(os.sched_getaffinity, 0).result() for _ in range(2)]
+    assert all(cpus in shares for cpus in seen)
 
 
 def test_sweep_workers_keep_the_callers_thread_local_settings(tmp_path):
@@ -268,10 +324,10 @@ def test_side_by_side_sweep_ends_when_the_workers_finish_first(monkeypatch):
     def fake_group(members, cells, out_dir, resume, settings):
         if threading.current_thread() is here[0]:
             time.sleep(0.3)  # this process's group outlasts all of the worker's
-        return [{"index": i, "status": "done"} for i in members], 1
+        return [{"index": i, "status": "done"} for i in members], 1, None
 
     class ThreadPool(concurrent.futures.ThreadPoolExecutor):
-        def __init__(self, max_workers, mp_context=None):
+        def __init__(self, max_workers, mp_context=None, **kwargs):
             super().__init__(max_workers=max_workers)
 
     monkeypatch.setattr(sweep, "_worker_group", fake_group)
@@ -281,7 +337,7 @@ def test_side_by_side_sweep_ends_when_the_workers_finish_first(monkeypatch):
     seen_cells, seen_groups = [], []
     runner = threading.Thread(target=sweep._run_groups_side_by_side, daemon=True, args=(
         2, members_of, cells, None, False, lambda g, e: seen_cells.append(e["index"]),
-        lambda g, n: seen_groups.append(g)))
+        lambda g, n, cpus: seen_groups.append(g)), kwargs={"pin_cpus": False})
     here.append(runner)
     runner.start()
     runner.join(timeout=30)
@@ -298,7 +354,7 @@ def test_side_by_side_sweep_raises_when_the_pool_refuses_a_group(monkeypatch):
     from collapse_theory import sweep
 
     class Refusing(concurrent.futures.ThreadPoolExecutor):
-        def __init__(self, max_workers, mp_context=None):
+        def __init__(self, max_workers, mp_context=None, **kwargs):
             super().__init__(max_workers=max_workers)
 
         def submit(self, *args, **kwargs):
@@ -306,13 +362,14 @@ def test_side_by_side_sweep_raises_when_the_pool_refuses_a_group(monkeypatch):
 
     def slow_group(members, *args):  # this process's groups take a while, so the helper thread takes one too
         time.sleep(0.2)
-        return [{"index": i} for i in members], 1
+        return [{"index": i} for i in members], 1, None
 
     monkeypatch.setattr(sweep, "_worker_group", slow_group)
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Refusing)
     cells = [{"num_chains": 1, "num_generations": 1, "num_samples": 2} for _ in range(3)]
     with pytest.raises(RuntimeError, match="pool refused the group"):
-        sweep._run_groups_side_by_side(2, [[0], [1], [2]], cells, None, False, lambda g, e: None, lambda g, n: None)
+        sweep._run_groups_side_by_side(2, [[0], [1], [2]], cells, None, False, lambda g, e: None,
+                                       lambda g, n, cpus: None, pin_cpus=False)
 
 
 _SETTINGS_SCRIPT = """
