@@ -400,6 +400,7 @@ def _threads_pinned(cpus: set[int] | None):
         return
     import os
 
+    _start_backend()
     before = os.sched_getaffinity(0)
     masks = {}
     for tid in (int(name) for name in os.listdir("/proc/self/task")):
@@ -412,9 +413,20 @@ def _threads_pinned(cpus: set[int] | None):
         _pin_threads(before, masks)
 
 
+def _start_backend() -> None:
+    """Start JAX's backends with this process's CPUs unpinned. XLA:CPU sizes its thread pool by the CPUs the process
+    may use when the backend starts, and a large matrix product rounds differently with another pool size (the
+    Kazdan grid's d = 100, M = 1000 Gram matrix, measured): started first, every sweep process has the pool an
+    unpinned run has, and the results of one."""
+    import jax
+
+    jax.devices()
+
+
 def _pin_worker(shares: list[set[int]], taken) -> None:
-    """A spawned worker's initializer: run on the next CPU share not ``taken`` yet (``taken``: a shared counter),
-    before the worker's JAX client, and so its thread pool (sized by the CPUs it may use), exists."""
+    """A spawned worker's initializer: start its JAX backend (:func:`_start_backend`), then run on the next CPU
+    share not ``taken`` yet (``taken``: a shared counter)."""
+    _start_backend()
     with taken.get_lock():
         i = taken.value
         taken.value += 1
@@ -465,6 +477,7 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
     spawned = min(workers, len(members_of)) - 1
     context = multiprocessing.get_context("spawn")
     shares = _cpu_shares(spawned + 1) if pin_cpus else None
+    everywhere = os.sched_getaffinity(0) if shares is not None else None
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
             max_workers=spawned, mp_context=context, initializer=None if shares is None else _pin_worker,
@@ -474,8 +487,8 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
         def feed():  # the helper thread: keep each worker busy, hand results to the calling thread
             pending: dict = {}
             try:
-                if shares is not None:  # the workers it starts start up on their own CPUs, not on this process's
-                    os.sched_setaffinity(0, set().union(*shares[1:]))  # this thread only
+                if shares is not None:  # the workers it starts begin with every CPU (_start_backend), not this
+                    os.sched_setaffinity(0, everywhere)  # process's share; this thread only
                 while True:
                     while len(pending) < spawned and (g := take()) is not None:
                         pending[pool.submit(_worker_group, members_of[g], cells, out_dir, resume, settings)] = g
@@ -536,13 +549,14 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     process holds its own compiled programs and imports JAX once (a few seconds); it runs with the caller's JAX
     settings that change results (x64, PRNG implementation, matmul precision) and its persistent compilation cache
     (``collapse-theory`` keeps one, so a repeated sweep loads its programs in the workers too):
-    :data:`_WORKER_CONFIG`. Every program compiles with :data:`_WORKER_COMPILE`. With ``pin_cpus`` (the default)
-    and at least as many CPUs as processes (Linux), each process runs on its own share of this process's CPUs,
-    dealt round-robin, and this process gets its CPUs back when the sweep ends; each group's CPUs are recorded in
-    the index. XLA:CPU runs a program's large operations on a thread per CPU it may use, and two processes whose
-    threads share every CPU wait on each other (the Kazdan Gaussian grid with ``workers=2`` on 2 cores: 52.2–56.1 s
-    pinned against 57.4–66.0 s, run alternately). Progress bars are shown only with ``workers=1``; ``log`` then
-    reports each group's cells when the group finishes.
+    :data:`_WORKER_CONFIG`. Every program compiles with :data:`_WORKER_COMPILE`. With ``pin_cpus`` (the default) and
+    at least as many CPUs as processes (Linux), each process runs on its own share of this process's CPUs, dealt
+    round-robin, and this process gets its CPUs back when the sweep ends; each group's CPUs are recorded in the
+    index. Every process starts its JAX backend before it is pinned (:func:`_start_backend`), so results do not
+    depend on the pinning. XLA:CPU runs a program's large operations on a thread per CPU it may use, and two
+    processes whose threads share every CPU wait on each other (the Kazdan Gaussian grid with ``workers=2`` on 2
+    cores: 52.2–56.1 s pinned against 57.4–66.0 s, run alternately). Progress bars are shown only with
+    ``workers=1``; ``log`` then reports each group's cells when the group finishes.
 
     Returns the index (also written to ``out_dir/index.json``).
     """

@@ -274,6 +274,38 @@ def test_sweep_workers_run_on_their_own_cpus_and_give_this_process_its_cpus_back
 
 
 @pytest.mark.skipif(not PINNABLE, reason="pins threads to CPUs: Linux with at least 2 CPUs")
+def test_a_pinned_worker_gives_the_one_process_result_of_a_large_matrix_product(tmp_path):
+    """A d = 100, M = 1000 subsample cell (its fit's Gram matrix is a product large enough that XLA:CPU's rounding
+    depends on its thread pool's size) run by ``_worker_group`` in a spawned worker pinned to one CPU by the
+    sweep's initializer gives the bits of the same cell in this process. Catches a worker whose JAX backend starts
+    after the pinning, with a one-thread pool (another rounding: results would depend on the process a group ran
+    in)."""
+    import concurrent.futures
+    import multiprocessing
+
+    from collapse_theory import sweep
+
+    spec = {"model": "gaussian", "regime": "accumulate-subsample", "num_chains": 2, "num_generations": 2,
+            "num_samples": 1000, "path": "sample", "quantiles": [], "metrics": ["trace_ratio", "det_ratio"],
+            "trajectories": True, "fast_compile": True, "model_options": {"dim": 100, "ddof": 0}}
+    run_sweep(spec, tmp_path / "here")
+    cells = sweep.expand(spec)
+    sweep._prepare_cells(cells)
+    (tmp_path / "worker").mkdir()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=sweep._pin_worker,
+                                                initargs=([{sorted(os.sched_getaffinity(0))[-1]}],
+                                                          context.Value("i", 0))) as pool:
+        _, _, cpus = pool.submit(sweep._worker_group, [0], cells, tmp_path / "worker", False,
+                                 sweep._jax_settings()).result()
+    assert len(cpus) == 1
+    here = SimulationResult.load(tmp_path / "here" / "cell_0000.npz")
+    there = SimulationResult.load(tmp_path / "worker" / "cell_0000.npz")
+    for name in ("trace_ratio", "det_ratio"):
+        np.testing.assert_array_equal(there.trajectories[name], here.trajectories[name], err_msg=name)
+
+
+@pytest.mark.skipif(not PINNABLE, reason="pins threads to CPUs: Linux with at least 2 CPUs")
 def test_sweep_worker_initializer_pins_each_worker_to_the_next_share():
     """The spawned workers' initializer (``sweep._pin_worker``) puts each worker on the next unclaimed share."""
     import concurrent.futures
