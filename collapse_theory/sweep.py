@@ -555,8 +555,8 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     index. Every process starts its JAX backend before it is pinned (:func:`_start_backend`), so results do not
     depend on the pinning. XLA:CPU runs a program's large operations on a thread per CPU it may use, and two
     processes whose threads share every CPU wait on each other (the Kazdan Gaussian grid with ``workers=2`` on 2
-    cores: 52.2–56.1 s pinned against 57.4–66.0 s, run alternately). Progress bars are shown only with
-    ``workers=1``; ``log`` then reports each group's cells when the group finishes.
+    cores, run alternately from empty caches: 54.9 and 57.6 s pinned against 57.9 and 62.1 s). Progress bars are
+    shown only with ``workers=1``; ``log`` then reports each group's cells when the group finishes.
 
     Returns the index (also written to ``out_dir/index.json``).
     """
