@@ -245,16 +245,30 @@ def _summarise_metrics(values: dict, quantiles: tuple[float, ...], zero=None) ->
     return out
 
 
-_SUMMARY_LAYOUTS: dict = {}
-"""Plan -> where each per-generation summary sits in the flat vectors of :func:`_pack_summary`, recorded when the
-plan's program is traced (always before its outputs reach the host) and read by :func:`_unpack_summary`."""
+@jax.tree_util.register_pytree_node_class
+class _PackedSummary:
+    """A generation's summaries as one flat vector per dtype (``vectors``: dtype name -> array), with the layout
+    that restores them as static pytree data: compiled programs (jit's cache, ahead-of-time executables) hand it
+    back with their outputs, whatever was traced since (the same plan under x64, say)."""
+
+    def __init__(self, vectors: dict, layout: tuple):
+        self.vectors = vectors
+        self.layout = layout  # (treedef of the summaries, ((dtype name, start, shape), ...) per leaf)
+
+    def tree_flatten(self):
+        names = tuple(sorted(self.vectors))
+        return tuple(self.vectors[name] for name in names), (names, self.layout)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        names, layout = aux
+        return cls(dict(zip(names, children, strict=True)), layout)
 
 
-def _pack_summary(plan: _Plan, summary: dict) -> dict[str, jax.Array]:
+def _pack_summary(summary: dict) -> _PackedSummary:
     """A generation's summaries (metric -> statistic -> array) as one flat vector per dtype, so that the scan
     writes one output row per generation instead of one per statistic and metric, each a kernel to compile (a
-    Kazdan grid program with three metrics: 70 kernels before, 64 after). The layout goes to
-    :data:`_SUMMARY_LAYOUTS`; the values are unchanged."""
+    Kazdan grid program with three metrics: 70 kernels before, 64 after). The values are unchanged."""
     leaves, treedef = jax.tree.flatten(summary)
     parts: dict[str, list] = {}
     layout = []
@@ -263,15 +277,16 @@ def _pack_summary(plan: _Plan, summary: dict) -> dict[str, jax.Array]:
         start = sum(part.size for part in parts.get(name, []))
         parts.setdefault(name, []).append(jnp.ravel(leaf))
         layout.append((name, start, tuple(leaf.shape)))
-    _SUMMARY_LAYOUTS[plan] = (treedef, tuple(layout))
-    return {name: jnp.concatenate(vectors) if len(vectors) > 1 else vectors[0] for name, vectors in parts.items()}
+    vectors = {name: jnp.concatenate(vs) if len(vs) > 1 else vs[0] for name, vs in parts.items()}
+    return _PackedSummary(vectors, (treedef, tuple(layout)))
 
 
-def _unpack_summary(plan: _Plan, packed: dict) -> dict:
+def _unpack_summary(packed: _PackedSummary) -> dict:
     """The summaries of :func:`_pack_summary`'s vectors stacked over generations (host arrays, (generations, k)),
     each as (generations, *shape)."""
-    treedef, layout = _SUMMARY_LAYOUTS[plan]
-    leaves = [packed[name][:, start:start + math.prod(shape)].reshape((-1,) + shape) for name, start, shape in layout]
+    treedef, layout = packed.layout
+    leaves = [packed.vectors[name][:, start:start + math.prod(shape)].reshape((-1,) + shape)
+              for name, start, shape in layout]
     return jax.tree.unflatten(treedef, leaves)
 
 
@@ -432,7 +447,7 @@ def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, refere
             carry, values = _map_chains(step, plan.chain_batch, in_axes, args)
         if plan.keep is not None:
             values = jax.tree.map(lambda v: v[: plan.keep], values)
-        out = {"summary": _pack_summary(plan, _summarise_metrics(values, plan.quantiles, zero))}
+        out = {"summary": _pack_summary(_summarise_metrics(values, plan.quantiles, zero))}
         if plan.trajectories:
             out["trajectories"] = values
         return carry, out
@@ -1192,7 +1207,7 @@ def simulate(
                 new_state, out = _call_chunk(run_plan, length, args, compiler_options, lapack_guard=lapack_guard)
                 lapack_guard = None  # checked once: every chunk runs the same operations
                 out = _to_host(out)
-            out["summary"] = _unpack_summary(run_plan, out["summary"])
+            out["summary"] = _unpack_summary(out["summary"])
             outputs.append(out)
             t_end = t_start + length - 1
             if adaptive and stop_when_absorbed and bool(status["absorbed"]) and t_end < num_generations:

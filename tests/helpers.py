@@ -146,3 +146,13 @@ def shared_run(name: str, path: str = "exact", num_chains: int | None = None, se
             metrics=list(cfg["metrics"]), quantiles=(), trajectories=True,
         )
     return _SHARED_CACHE[key]
+
+
+def pid_and_cpus_after(delay: float) -> tuple[int, list[int]]:
+    """A pool task (importable in a spawned worker): wait ``delay`` seconds, so that tasks submitted together run in
+    distinct workers, then report the worker's pid and the CPUs it may run on."""
+    import os
+    import time
+
+    time.sleep(delay)
+    return os.getpid(), sorted(os.sched_getaffinity(0))

@@ -303,16 +303,34 @@ def test_packed_summaries_unpack_to_the_same_arrays():
                                                                                               jnp.float32)},
              "b": {"mean": jnp.asarray(rng.normal(size=(2, 4)), jnp.float32),
                    "count": jnp.asarray(rng.integers(0, 9, size=(2,)), jnp.int32)}} for _ in range(5)]
-    plan = object()
-    packed = [ENGINE._pack_summary(plan, g) for g in gens]
-    assert sorted(packed[0]) == ["float32", "int32"] and packed[0]["float32"].shape == (12,)
-    stacked = {name: np.stack([np.asarray(p[name]) for p in packed]) for name in packed[0]}
-    back = ENGINE._unpack_summary(plan, stacked)
+    packed = [ENGINE._pack_summary(g) for g in gens]
+    assert sorted(packed[0].vectors) == ["float32", "int32"] and packed[0].vectors["float32"].shape == (12,)
+    stacked = jax.tree.map(lambda *rows: np.stack([np.asarray(r) for r in rows]), *packed)  # as the scan does
+    back = ENGINE._unpack_summary(stacked)
     for metric, stats in gens[0].items():
         for stat in stats:
             want = np.stack([np.asarray(g[metric][stat]) for g in gens])
             assert back[metric][stat].dtype == want.dtype
             np.testing.assert_array_equal(back[metric][stat], want)
+
+
+def test_the_same_run_in_float32_after_an_x64_run_unpacks_its_own_summaries():
+    """A plan compiled in float32, the same plan traced under x64, then the float32 program again from jit's
+    cache (no new trace): its summaries come back as float32 with their values. Catches a summary layout kept per
+    plan outside the program's outputs (the x64 trace replaced it, and the cached float32 run read float64 keys)."""
+    args = (0, Gaussian(dim=1, ddof=1), Replace())
+    kwargs = dict(num_chains=4, num_generations=3, num_samples=5, path="exact", quantiles=(0.5,))
+    with jax.enable_x64(False):
+        first = simulate(*args, **kwargs)
+    with jax.enable_x64(True):
+        wide = simulate(*args, **kwargs)
+    with jax.enable_x64(False):
+        again = simulate(*args, **kwargs)
+    assert wide.summary["log_variance"]["mean"].dtype == np.float64
+    for name, stats in first.summary.items():
+        for stat, value in stats.items():
+            assert again.summary[name][stat].dtype == value.dtype == np.float32
+            np.testing.assert_array_equal(again.summary[name][stat], value, err_msg=f"{name} {stat}")
 
 
 def test_save_load_round_trip(runs, tmp_path):

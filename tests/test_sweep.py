@@ -306,10 +306,41 @@ def test_a_pinned_worker_gives_the_one_process_result_of_a_large_matrix_product(
 
 
 @pytest.mark.skipif(not PINNABLE, reason="pins threads to CPUs: Linux with at least 2 CPUs")
+def test_side_by_side_sweep_keeps_the_first_share_and_hands_the_others_to_the_workers(monkeypatch):
+    """This process runs its groups on the first share of the CPUs and gives the pool's initializer the others
+    (threads stand in for the worker). Catches the workers offered this process's share too."""
+    import concurrent.futures
+
+    from collapse_theory import sweep
+
+    allowed = sorted(os.sched_getaffinity(0))
+    offered, here = [], []
+
+    class ThreadPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers, mp_context=None, initializer=None, initargs=()):
+            offered.append((initializer, initargs[0]))
+            super().__init__(max_workers=max_workers)
+
+    def fake_group(members, *args):
+        here.append(sorted(os.sched_getaffinity(0)))
+        return [{"index": i} for i in members], 1, None
+
+    monkeypatch.setattr(sweep, "_worker_group", fake_group)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", ThreadPool)
+    cells = [{"num_chains": 1, "num_generations": 1, "num_samples": 2} for _ in range(3)]
+    sweep._run_groups_side_by_side(2, [[0], [1], [2]], cells, None, False, lambda g, e: None, lambda g, n, c: None)
+    assert offered == [(sweep._pin_worker, [set(allowed[1::2])])]
+    assert allowed[0::2] in here  # a group run here, on the first share (the pool's threads are unpinned)
+
+
+@pytest.mark.skipif(not PINNABLE, reason="pins threads to CPUs: Linux with at least 2 CPUs")
 def test_sweep_worker_initializer_pins_each_worker_to_the_next_share():
-    """The spawned workers' initializer (``sweep._pin_worker``) puts each worker on the next unclaimed share."""
+    """The spawned workers' initializer (``sweep._pin_worker``) puts each worker on the next unclaimed share: two
+    workers busy at once run on the two shares. Catches an initializer that always takes the first share."""
     import concurrent.futures
     import multiprocessing
+
+    from helpers import pid_and_cpus_after
 
     from collapse_theory import sweep
 
@@ -318,8 +349,9 @@ def test_sweep_worker_initializer_pins_each_worker_to_the_next_share():
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=context, initializer=sweep._pin_worker,
                                                 initargs=(shares, context.Value("i", 0))) as pool:
-        seen = [pool.submit(os.sched_getaffinity, 0).result() for _ in range(2)]
-    assert all(cpus in shares for cpus in seen)
+        seen = [future.result() for future in [pool.submit(pid_and_cpus_after, 1.0) for _ in range(2)]]
+    assert len({pid for pid, _ in seen}) == 2
+    assert sorted(cpus for _, cpus in seen) == sorted([sorted(share) for share in shares])
 
 
 def test_sweep_workers_keep_the_callers_thread_local_settings(tmp_path):

@@ -539,7 +539,7 @@ class Gaussian:
                 std=sigma,
                 abs_mean_error=jnp.abs(delta[0]),
             )
-        return {name: out[name] for name in _METRIC_ORDER if name in out}
+        return {**{name: out[name] for name in _METRIC_ORDER if name in out}, **out}  # the documented order first
 
 
 def _solve_lower(lower: jax.Array, rhs: jax.Array) -> jax.Array:
