@@ -452,7 +452,9 @@ def _run_groups_side_by_side(workers: int, members_of: list[list[int]], cells: l
     Python and importing JAX first. The calling thread runs its groups under its own JAX settings (a
     ``with jax.enable_x64(True):`` block included) and records every result; a helper thread only keeps the pool
     fed. An interrupt stops the group running here at once and cancels the groups not yet started; an error in a
-    worker is raised when this process's current group ends."""
+    worker is raised when this process's current group ends. With ``pin_cpus`` each process runs on its own share
+    of the CPUs (:func:`_cpu_shares`): the workers from their initializer (:func:`_pin_worker`), this one until its
+    groups end (:func:`_threads_pinned`)."""
     import concurrent.futures
     import multiprocessing
     import os
