@@ -104,11 +104,11 @@ def _threefry_rounds(k0, k1, x0, x1):
 def split(key: jax.Array, num: int) -> jax.Array:
     """``jax.random.split(key, num)`` as fused arithmetic: in JAX's partitionable Threefry mode (the default) key
     ``i`` of the split is ``fold_in(key, i)``, one hash of the counter pair (0, i). Other modes and other key
-    implementations go to ``jax.random.split``. (JAX's split compiled a rolled Threefry loop and ~16 kernels into
-    each d-dimensional exact Gaussian step.)"""
-    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or not jax.config.jax_threefry_partitionable:
-        return jax.random.split(key, num)  # a raw uint32 key stays raw, as jax.random.split returns it
-    if jax.random.key_data(key).shape != (2,):  # not a Threefry key
+    implementations go to ``jax.random.split``, and so does a raw uint32 key, which stays raw. (JAX's split
+    compiles a rolled Threefry loop, ~16 kernels in a d-dim exact Gaussian program when that step used it; here
+    each key is one fused hash. The regression's fresh design draws its keys with it.)"""
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not (typed and jax.config.jax_threefry_partitionable and jax.random.key_data(key).shape == (2,)):
         return jax.random.split(key, num)
     return fold_in(key, jnp.arange(num, dtype=jnp.uint32))
 

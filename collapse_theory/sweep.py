@@ -386,9 +386,16 @@ def _pin_threads(cpus: set[int], masks: dict[int, set[int]] | None = None) -> No
     name: on ``cpus``). A thread that ends meanwhile is skipped."""
     import os
 
-    for tid in (int(name) for name in os.listdir("/proc/self/task")):
+    for tid in _thread_ids():
         with contextlib.suppress(ProcessLookupError, FileNotFoundError):
             os.sched_setaffinity(tid, (masks or {}).get(tid, cpus))
+
+
+def _thread_ids() -> list[int]:
+    """The ids of this process's threads (Linux)."""
+    import os
+
+    return [int(name) for name in os.listdir("/proc/self/task")]
 
 
 @contextlib.contextmanager
@@ -403,7 +410,7 @@ def _threads_pinned(cpus: set[int] | None):
     _start_backend()
     before = os.sched_getaffinity(0)
     masks = {}
-    for tid in (int(name) for name in os.listdir("/proc/self/task")):
+    for tid in _thread_ids():
         with contextlib.suppress(ProcessLookupError, FileNotFoundError):
             masks[tid] = os.sched_getaffinity(tid)
     _pin_threads(cpus)
