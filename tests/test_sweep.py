@@ -310,6 +310,8 @@ def test_side_by_side_sweep_keeps_the_first_share_and_hands_the_others_to_the_wo
     """This process runs its groups on the first share of the CPUs and gives the pool's initializer the others
     (threads stand in for the worker). Catches the workers offered this process's share too."""
     import concurrent.futures
+    import threading
+    import time
 
     from collapse_theory import sweep
 
@@ -323,6 +325,8 @@ def test_side_by_side_sweep_keeps_the_first_share_and_hands_the_others_to_the_wo
 
     def fake_group(members, *args):
         here.append(sorted(os.sched_getaffinity(0)))
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.5)  # the pool's groups take a while, or its thread could take every group first
         return [{"index": i} for i in members], 1, None
 
     monkeypatch.setattr(sweep, "_worker_group", fake_group)
