@@ -17,7 +17,7 @@ from ..mixing import simulate_mixture
 from ..models.regression import Downstream, LinearRegression
 from ..simulate import FAST_COMPILE, simulate
 from ..theory import regression as th
-from . import Check, Measurement, register
+from . import Check, Measurement, compile_options, register
 
 GERSTGRASSER = "Gerstgrasser et al., arXiv 2404.01413, §3 (linear regression); THEORY.md §3.1"
 DEMYSTIFIED = "Dohmatob, Feng & Kempe, NeurIPS 2024 (Model Collapse Demystified); THEORY.md §4"
@@ -199,7 +199,7 @@ def _mixture_noise(quick, seed):
     d, n1, n2, s1, s2 = 20, 45, 15, 1.0, 2.0
     model = LinearRegression(dim=d, noise_sd=s1)
     res = simulate_mixture(seed, model, num_real=n1, num_synth=n2, shift_norm_sq=0.0, synth_noise_sd=s2,
-                           num_chains=_chains(quick, 20000))
+                           num_chains=_chains(quick, 20000), compiler_options=compile_options(quick))
     n, p2 = n1 + n2, n2 / (n1 + n2)
     noise = (1 - p2) * s1**2 + p2 * s2**2
     return [_measure(
@@ -226,7 +226,7 @@ def _mixture_shift_and_error(quick, seed):
     n2 = [int(round(p * n)) for p in p2s]
     # quick: 500 chains still put the planted p2² 60+ standard errors away (2000 chains: 130-275)
     res = simulate_mixture(seed, model, num_real=[n - k for k in n2], num_synth=n2, shift_norm_sq=shift,
-                           num_chains=500 if quick else 16000)
+                           num_chains=500 if quick else 16000, compiler_options=compile_options(quick))
     out = []
     for i, p2 in enumerate(p2s):
         out.append(_measure(
@@ -254,7 +254,7 @@ def _mixture_error(quick, seed):
     n2 = [int(round(p * n)) for p in p2s]
     # quick: 250 chains still reject the planted form by 13+ standard errors (1000 chains: 30-42)
     res = simulate_mixture(seed, model, num_real=[n - k for k in n2], num_synth=n2, shift_norm_sq=shift,
-                           num_chains=250 if quick else 8000)
+                           num_chains=250 if quick else 8000, compiler_options=compile_options(quick))
     out = []
     for i, p2 in enumerate(p2s):
         noise = th.mixture_noise_term(n, d, p2, sigma**2, sigma**2)
