@@ -82,6 +82,20 @@ def _parser() -> argparse.ArgumentParser:
                           "confident (the classifier's top class probability >= --gate-threshold)")
     run.add_argument("--gate-retries", type=int, default=0,
                      help="--gate: further draws per rejected row (0: a rejected row gets weight 0)")
+    run.add_argument("--metrics", default=None, metavar="NAME[,NAME...]",
+                     help="only these metrics (default: every metric the model reports; an unknown name is an "
+                          "error that lists the known ones)")
+    run.add_argument("--quantiles", default=None, metavar="Q[,Q...]",
+                     help="quantile levels in [0, 1] summarised over chains each generation (default "
+                          "0.05,0.25,0.5,0.75,0.95; 'none' for none)")
+    gauss = run.add_argument_group("--model gaussian", "truth N(--mean, --variance I_d), refitted by sample mean "
+                                   "and covariance")
+    gauss.add_argument("--mean", type=float, default=None, help="μ0, every coordinate (default 0)")
+    gauss.add_argument("--variance", type=float, default=None, help="σ0² > 0, every coordinate (default 1)")
+    gauss.add_argument("--tail-k", type=float, default=None,
+                       help="tail_mass = P_model(|X_1 - μ0| > k σ0) on the first coordinate (default k = 3)")
+    gauss.add_argument("--collapse-threshold", type=float, default=None,
+                       help="collapsed = sqrt(tr Σ / tr Σ0) below this, in (0, 1) (default 1e-3)")
     cat = run.add_argument_group("--model categorical (--temperature and --smoothing also --model ngram)")
     cat.add_argument("--categories", type=int, default=100, help="number of outcomes K")
     cat.add_argument("--zipf", type=float, default=None, metavar="BETA",
@@ -356,7 +370,6 @@ def _cmd_run(args) -> int:
     _configure_jax(args.x64)
     _configure_scale(args)
     from . import regimes
-    from .models.gaussian import Gaussian
     from .simulate import simulate
 
     _check_model_options(args)
@@ -398,7 +411,7 @@ def _cmd_run(args) -> int:
     else:
         if args.ddof is None:
             raise UsageError("--ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
-        model = Gaussian(dim=dim, ddof=args.ddof)
+        model, truth = _gaussian_model(args, dim)
     if predicate is not None:
         regime = regimes.Gate(regime, predicate, retries=args.gate_retries)
     path = args.path
@@ -420,7 +433,7 @@ def _cmd_run(args) -> int:
         pad_chains=args.pad_chains, checkpoint=checkpoint,
         checkpoint_every=60.0 if args.checkpoint_every is None else args.checkpoint_every,
         resume=args.resume, stop_when_absorbed=args.stop_when_absorbed, compact=args.compact,
-        real_data=real_data, reference=reference,
+        real_data=real_data, reference=reference, **_summary_options(args),
     )
     res.metadata["command"] = "run"
     if truth_note is not None:
@@ -450,10 +463,6 @@ def _cmd_run(args) -> int:
         median = f"; median {res.quantile(n, 0.5)[-1]:.4g}" if has_median else ""
         print(f"  final E {n} = {res.mean(n)[-1]:.6g} ± {res.se(n)[-1]:.2g} (SE){median}")
         _explain_nonfinite_mean(res, n, path)
-    if args.model == "gaussian" and dim > 1 and dim >= int(sizes[0]):
-        print(f"  note: --dim {dim} >= M_1 = {int(sizes[0])}: a fit on fewer than d + 1 points has a singular "
-              f"covariance (rank <= M - 1), so det_ratio = 0, log_det_ratio = -inf and kl_truth_model = +inf in "
-              f"the result file wherever that holds, by construction")
     if args.model == "regression" and not args.ridge:
         rows = args.design_rows if args.design == "fixed" else int(sizes.min())
         features = args.model_size or dim
@@ -513,7 +522,7 @@ def _cmd_merge(args) -> int:
 
 
 _MODEL_OPTIONS = {
-    "gaussian": ("ddof",),
+    "gaussian": ("ddof", "mean", "variance", "tail_k", "collapse_threshold"),
     "categorical": ("categories", "zipf", "temperature", "smoothing"),
     "regression": ("noise_sd", "ridge", "design", "design_rows", "model_size", "test_labels"),
     "gmm": ("components", "separation", "covariance_type", "reg_covar", "max_iter", "tol", "init", "warm_start"),
@@ -541,6 +550,49 @@ def _check_model_options(args) -> None:
     if args.gate is None and (args.gate_retries != defaults.gate_retries
                               or args.gate_threshold != defaults.gate_threshold):
         raise UsageError("--gate-retries and --gate-threshold need --gate")
+
+
+def _gaussian_model(args, dim: int):
+    """The Gaussian and its truth N(--mean · 1, --variance · I) for ``run`` (the model's own range checks name
+    ``tail_k`` and ``collapse_threshold``; the truth's are here)."""
+    from .models.gaussian import Gaussian
+
+    if args.ddof is None:
+        raise UsageError("--ddof is required for the Gaussian (0 = MLE, 1 = unbiased)")
+    options = {name: getattr(args, name) for name in ("tail_k", "collapse_threshold")
+               if getattr(args, name) is not None}
+    model = Gaussian(dim=dim, ddof=args.ddof, **options)
+    mean = 0.0 if args.mean is None else args.mean
+    variance = 1.0 if args.variance is None else args.variance
+    if not math.isfinite(mean):
+        raise ValueError(f"--mean={mean} is out of range: need a finite value")
+    if not (math.isfinite(variance) and variance > 0):
+        raise ValueError(f"--variance={variance} is out of range: need a finite value > 0")
+    return model, model.params(mean, variance)
+
+
+def _summary_options(args) -> dict:
+    """``simulate``'s ``metrics=`` and ``quantiles=`` from ``--metrics`` and ``--quantiles`` (only those given)."""
+    out = {}
+    if args.metrics is not None:
+        names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+        if not names:
+            raise UsageError(f"--metrics={args.metrics!r} names no metric: give NAME[,NAME...]")
+        out["metrics"] = names
+    if args.quantiles is not None:
+        if args.quantiles.strip().lower() == "none":
+            out["quantiles"] = ()
+        else:
+            try:
+                levels = tuple(float(q) for q in args.quantiles.split(","))
+            except ValueError:
+                raise UsageError(f"--quantiles={args.quantiles!r}: need comma-separated levels in [0, 1], "
+                                 f"or 'none'") from None
+            bad = [q for q in levels if not (0.0 <= q <= 1.0)]  # NaN fails too
+            if bad:
+                raise ValueError(f"--quantiles={args.quantiles!r} is out of range: levels {bad} are outside [0, 1]")
+            out["quantiles"] = levels
+    return out
 
 
 def _apply_run_sizes(args) -> None:
@@ -658,7 +710,7 @@ def _report_running(name: str) -> None:
 def _cmd_check(args) -> int:
     _configure_jax(not args.float32)
     from . import checks
-    from .io import atomic_write_text, collect_metadata, to_jsonable
+    from .io import atomic_write_text, collect_metadata, finite_jsonable
 
     if not (math.isfinite(args.z) and args.z >= 0):
         raise ValueError(f"--z={args.z} is out of range: need a finite threshold >= 0 on |z|")
@@ -672,7 +724,7 @@ def _cmd_check(args) -> int:
                                       worker_init=_configure_jax, worker_args=(not args.float32,),
                                       progress=_report_running)
     print(checks.format_table(rows))
-    failed = [r for r in rows if not r["passed"]]
+    failed = [r for r in rows if r["passed"] is False]  # None: an empirical row, which claims nothing
     empirical = sum(r.get("kind") == "empirical" for r in rows)
     print(f"\n{len(rows) - len(failed) - empirical} passed, {len(failed)} failed, {empirical} empirical  "
           f"(|z| <= {args.z}; "
@@ -684,7 +736,8 @@ def _cmd_check(args) -> int:
     if args.json is not None:
         for r in rows:
             r["metadata"] = meta
-        atomic_write_text(args.json, json.dumps(to_jsonable(rows), indent=2, allow_nan=True) + "\n")
+        # strict JSON: an empirical row's theory and z, and a non-finite simulation's z, are null
+        atomic_write_text(args.json, json.dumps(finite_jsonable(rows), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     return 1 if failed else 0
 

@@ -11,6 +11,7 @@ import datetime
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -34,6 +35,20 @@ def to_jsonable(obj):
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return repr(obj)
+
+
+def finite_jsonable(obj):
+    """:func:`to_jsonable` with every NaN and infinity as ``None``: strict JSON, which has no token for them
+    (``json.dumps`` would write ``NaN``, which strict parsers refuse). For tables of statistics, where a missing
+    number (an empirical row's theory, the z of a non-finite simulation) reads as ``null``."""
+    obj = to_jsonable(obj)
+    if isinstance(obj, dict):
+        return {k: finite_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 INLINE_ARRAY_SIZE = 16

@@ -68,7 +68,7 @@ def _theory(regime: str, metric: str, t, n: int, dim: int):
             return gt.expected_mean_sq_norm(t, n, ddof=0, trace=float(dim))
         if metric == "trace_ratio":
             return gt.expected_trace_ratio(t, n, ddof=0)
-        return gt.expected_det_ratio(t, n, dim, ddof=0)
+        return gt.expected_det_ratio(t, n, dim, ddof=0, singular="zero")  # 0 where n <= d, by construction
     if regime == "accumulate":
         if metric == "sq_mean_error":
             return gt.expected_accumulate_mean_sq_error(t, n, trace=float(dim), ddof=0)

@@ -113,6 +113,7 @@ def test_empirical_rows_are_labelled_and_carry_their_error(quick_rows, name):
     assert rows
     for r in rows:
         assert r["kind"] == "empirical" and math.isnan(r["theory"]) and math.isnan(r["z"])
+        assert r["passed"] is None and r["planted_rejected"] is None  # it claims nothing, so passes nothing
         assert math.isfinite(r["simulation"]) and math.isfinite(r["se"]) and r["se"] >= 0
         assert r["params"]["num_chains"] >= 2
     assert "EMPIRICAL" in checks.format_table(rows)
@@ -124,3 +125,50 @@ def test_theorem_rows_are_labelled():
                        run=lambda quick, seed: [checks.Measurement("q", 1.0, 1.0, 0.1, 2.0, {})])
     (row,) = checks.run_check(bad)
     assert row["kind"] == "theorem" and row["passed"] and row["planted_rejected"]
+
+
+def test_check_json_is_strict_json(tmp_path, monkeypatch):
+    """``check --json`` writes strict JSON: an empirical row's theory and z (NaN) and a failed row's infinite z
+    are ``null``, never the bare ``NaN``/``Infinity`` tokens that strict parsers refuse; an empirical row's
+    ``passed`` is null (it claims nothing) and the exit code counts only the theorem rows. Catches
+    ``json.dumps(..., allow_nan=True)`` and empirical rows written as passes."""
+    import json
+
+    from collapse_theory.cli import main
+
+    def run(quick, seed):
+        return [checks.Measurement("q", theory=1.0, simulation=math.nan, se=0.1, planted=2.0, params={})]
+
+    def run_empirical(quick, seed):
+        return [checks.Measurement("e", theory=math.nan, simulation=0.5, se=0.1, planted=math.nan, params={})]
+
+    monkeypatch.setitem(checks.CHECKS, "json-theorem", checks.Check(
+        name="json-theorem", family="test", reference="-", formula="-", planted="-", run=run))
+    monkeypatch.setitem(checks.CHECKS, "json-empirical", checks.Check(
+        name="json-empirical", family="test", reference="-", formula="-", planted="-", run=run_empirical,
+        empirical=True))
+    path = tmp_path / "table.json"
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    assert main(["check", "--name", "json-theorem", "--json", str(path), "--jobs", "1"]) == 1  # z = inf fails
+    (theorem,) = json.loads(path.read_text(), parse_constant=refuse)
+    assert theorem["z"] is None and theorem["simulation"] is None and theorem["passed"] is False
+    assert main(["check", "--name", "json-empirical", "--json", str(path), "--jobs", "1"]) == 0
+    (empirical,) = json.loads(path.read_text(), parse_constant=refuse)
+    assert empirical["theory"] is None and empirical["z"] is None and empirical["passed"] is None
+    assert empirical["simulation"] == 0.5 and empirical["kind"] == "empirical"
+
+
+def test_the_text_table_states_each_checks_formula_once():
+    """The printed table gives each check's formula and reference once, above its rows (a theorist reads formula,
+    simulation, SE and z together); catches a table without the formula or one that repeats it per row."""
+    check = checks.Check(name="formula-test", family="test", reference="Paper, Thm 1", formula="E X = 1",
+                         planted="-", run=lambda quick, seed: [checks.Measurement(f"q{i}", 1.0, 1.0, 0.1, 2.0, {})
+                                                               for i in range(3)])
+    table = checks.format_table(checks.run_check(check))
+    assert table.count("E X = 1") == 1 and "Paper, Thm 1" in table
+    lines = table.splitlines()
+    formula = next(i for i, line in enumerate(lines) if "E X = 1" in line)
+    assert [line.split()[1] for line in lines[formula + 1:]] == ["q0", "q1", "q2"]

@@ -52,6 +52,50 @@ def test_list_into_a_closed_pipe_ends_quietly(monkeypatch):
         stream.close()
 
 
+def test_run_gaussian_options_metrics_and_quantiles(tmp_path):
+    """The Gaussian's own options reach the model and its truth (--mean, --variance, --tail-k,
+    --collapse-threshold), --metrics keeps only the named metrics and --quantiles sets the levels. The tail mass of
+    the first fit is checked against its exact mean under the chosen truth: with k = 2 it would read the default
+    k = 3's value (or the truth N(0, 1)'s) if an option were dropped."""
+    from scipy import special, stats
+
+    out = tmp_path / "g.npz"
+    assert main(["run", "--ddof", "1", "--num-chains", "4000", "--num-generations", "2", "--num-samples", "50",
+                 "--mean", "3", "--variance", "4", "--tail-k", "2", "--collapse-threshold", "0.01",
+                 "--metrics", "tail_mass,log_variance", "--quantiles", "0.1,0.9", "--x64", "--no-progress",
+                 "--out", str(out)]) == 0
+    res = SimulationResult.load(out)
+    assert set(res.summary) == {"tail_mass", "log_variance"}
+    np.testing.assert_allclose(res.quantile_levels, [0.1, 0.9])
+    assert res.config["model_options"]["tail_k"] == 2.0 and res.config["model_options"]["collapse_threshold"] == 0.01
+    # E log σ̂² of the first fit = log 4 + ψ(49/2) + log(2/49): the truth's variance reached the simulation
+    expected = np.log(4.0) + special.digamma(49 / 2) + np.log(2 / 49)
+    assert abs(res.mean("log_variance")[0] - expected) < 4 * res.se("log_variance")[0]
+    # the fitted tail mass sits near the truth's own P(|Z| > 2) = 0.0455 (k = 3 would give 0.0027)
+    assert abs(res.mean("tail_mass")[0] - 2 * stats.norm.sf(2.0)) < 0.01
+    assert main(["run", "--ddof", "1", "--quantiles", "none", "--num-chains", "8", "--num-generations", "2",
+                 "--num-samples", "5", "--no-progress", "--out", str(tmp_path / "n.npz")]) == 0
+    assert SimulationResult.load(tmp_path / "n.npz").quantile_levels.size == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--metrics", "no_such_metric"], "no_such_metric"),
+    (["--quantiles", "0.5,1.5"], "--quantiles"),
+    (["--quantiles", "a,b"], "--quantiles"),
+    (["--variance", "0"], "--variance=0.0 is out of range"),
+    (["--mean", "nan"], "--mean=nan is out of range"),
+    (["--tail-k", "-1"], "tail_k=-1.0 is out of range"),
+    (["--collapse-threshold", "2"], "collapse_threshold=2.0 is out of range"),
+    (["--model", "kde", "--bandwidth", "0.5", "--variance", "2"], "--variance applies to the Gaussian"),
+])
+def test_run_rejects_bad_gaussian_and_summary_options(tmp_path, capsys, argv, message):
+    out = tmp_path / "bad.npz"
+    base = ["run", "--ddof", "1"] if "--model" not in argv else ["run"]
+    assert main([*base, *argv, "--num-chains", "4", "--num-generations", "2", "--num-samples", "5",
+                 "--no-progress", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
 def test_run_writes_npz_and_json(tmp_path, capsys):
     out = tmp_path / "r.npz"
     code = main(["run", "--ddof", "1", "--num-chains", "64", "--num-generations", "12", "--num-samples", "10",

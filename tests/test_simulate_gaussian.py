@@ -559,6 +559,28 @@ def test_bad_dim(dim):
         Gaussian(dim=dim, ddof=0)
 
 
+@pytest.mark.parametrize("path", ["exact", "sample"])
+def test_singular_first_fit_warns_and_gives_the_singular_values(path):
+    """d > M for det: a d-dim fit on M <= d points is singular by construction. ``simulate`` says so once
+    (SingularFitWarning naming num_samples, dim and the bound dim + 1) and the metrics hold the exact values
+    (det_ratio 0, log_det_ratio -inf, kl_truth_model +inf in every chain), never NaN; M = d + 1 is silent and
+    finite. Catches a silent -inf and a warning at the wrong bound."""
+    from collapse_theory.models.gaussian import SingularFitWarning
+
+    model = Gaussian(dim=5, ddof=0)
+    with pytest.warns(SingularFitWarning, match=r"num_samples=5 <= dim=5.*dim \+ 1 = 6"):
+        res = simulate(0, model, Replace(), num_chains=16, num_generations=3, num_samples=5, path=path,
+                       metrics=["det_ratio", "log_det_ratio", "kl_truth_model", "trace_ratio"], trajectories=True)
+    assert np.all(res.trajectories["det_ratio"] == 0) and np.all(res.trajectories["log_det_ratio"] == -np.inf)
+    assert np.all(res.trajectories["kl_truth_model"] == np.inf)
+    assert np.all(np.isfinite(res.trajectories["trace_ratio"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingularFitWarning)
+        res = simulate(0, model, Replace(), num_chains=16, num_generations=3, num_samples=6, path=path,
+                       metrics=["log_det_ratio"], trajectories=True)
+    assert np.all(np.isfinite(res.trajectories["log_det_ratio"]))
+
+
 def test_power_law_negative_exponent():
     """M_t = round(M_1 t^p) with p < 0 would shrink to 0 samples (and NaN p is meaningless): refused by name."""
     with pytest.raises(ValueError, match="exponent"):

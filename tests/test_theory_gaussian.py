@@ -349,11 +349,24 @@ def test_d_dim_reduces_to_one_dim():
 
 def test_det_ratio_is_zero_when_m_not_above_d():
     n = np.array([0, 1, 4])
-    np.testing.assert_array_equal(g.expected_det_ratio(n, 3, 3), [1, 0, 0])
-    np.testing.assert_array_equal(g.expected_det_ratio(n, 2, 5, ddof=1), [1, 0, 0])
+    np.testing.assert_array_equal(g.expected_det_ratio(n, 3, 3, singular="zero"), [1, 0, 0])
+    np.testing.assert_array_equal(g.expected_det_ratio(n, 2, 5, ddof=1, singular="zero"), [1, 0, 0])
     # one singular fit in a sequence kills the determinant from then on
-    np.testing.assert_allclose(g.expected_det_ratio([0, 1, 2, 3], [10, 10, 3, 10], 3),
+    np.testing.assert_allclose(g.expected_det_ratio([0, 1, 2, 3], [10, 10, 3, 10], 3, singular="zero"),
                                [1, 0.504, 0.504**2, 0], rtol=1e-13)
+
+
+def test_det_ratio_refuses_m_not_above_d_unless_asked():
+    """d > n for det is a bad input by default: the error names num_samples, the bound dim + 1 and the way to get
+    the exact 0; a singular fit after the last one used (M_3 = 3 with n <= 2) is not an error."""
+    with pytest.raises(ValueError, match=r"num_samples.*dim \+ 1.*singular='zero'"):
+        g.expected_det_ratio(1, 3, 5)
+    with pytest.raises(ValueError, match="num_samples"):
+        g.expected_det_ratio([0, 1, 2, 3], [10, 10, 3, 10], 3)
+    np.testing.assert_allclose(g.expected_det_ratio([0, 1, 2], [10, 10, 3, 10], 3), [1, 0.504, 0.504**2],
+                               rtol=1e-13)
+    with pytest.raises(ValueError, match="singular="):
+        g.expected_det_ratio(1, 10, 3, singular="nan")
 
 
 # --------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def run_check(check: Check, *, quick: bool = False, seed: int = 0, z_max: float 
                 "se": float(m.se),
                 "approx_rel": float(m.approx_rel),
                 "z": float(z),
-                "passed": bool(check.empirical or abs(z) <= z_max),
+                "passed": None if check.empirical else bool(abs(z) <= z_max),  # an empirical row claims nothing
                 "planted_formula": check.planted,
                 "planted_theory": float(m.planted),
                 "planted_z": float(z_planted),
@@ -208,13 +208,19 @@ def _number_cells(r: dict, dash: str, fail: str) -> tuple[str, ...]:
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table: check, quantity, theory, simulation, SE, z, pass, planted z (empirical rows: theory and
-    z are "-", the pass column says EMPIRICAL)."""
+    z are "-", the pass column says EMPIRICAL). Each check's rows follow a line with its formula and reference
+    (rows without them, e.g. from an older JSON file, get none)."""
     header = ("check", "quantity", "theory", "simulation", "se", "z", "pass", "planted z")
     lines = [(r["name"], r["quantity"], *_number_cells(r, "-", "FAIL")) for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    out += [fmt.format(*line) for line in lines]
+    seen = set()
+    for r, line in zip(rows, lines, strict=True):
+        if r["name"] not in seen and r.get("formula"):
+            out.append(f"{r['name']}:  {r['formula']}  [{r.get('reference', '')}]")
+        seen.add(r["name"])
+        out.append(fmt.format(*line))
     return "\n".join(out)
 
 
@@ -242,7 +248,7 @@ def format_markdown(rows: list[dict], metadata: dict | None = None) -> str:
             r["quantity"],
             *_number_cells(r, "–", "**FAIL**"),
         )) + " |")
-    failed = sum(not r["passed"] for r in rows)
+    failed = sum(r["passed"] is False for r in rows)
     empirical = sum(r.get("kind") == "empirical" for r in rows)
     z = f" (|z| ≤ {metadata['z_max']})" if metadata and "z_max" in metadata else ""
     out.append(f"\n{len(rows) - failed - empirical} passed, {failed} failed, {empirical} empirical{z}; "

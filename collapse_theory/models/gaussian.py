@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -176,6 +177,10 @@ def _scatter_factor(rows: jax.Array, dim: int) -> jax.Array:
     return r.T
 
 
+class SingularFitWarning(UserWarning):
+    """A d-dim Gaussian fitted on M ≤ d points: its covariance is singular by construction."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Gaussian:
     r"""Gaussian refitted by sample mean and covariance with an explicit ``ddof``.
@@ -202,6 +207,19 @@ class Gaussian:
             raise ValueError(f"tail_k={self.tail_k!r} is out of range: need a finite tail_k > 0")
         if not (math.isfinite(self.collapse_threshold) and 0 < self.collapse_threshold < 1):
             raise ValueError(f"collapse_threshold={self.collapse_threshold!r} is out of range: need 0 < value < 1")
+
+    def check_sizes(self, sizes, path) -> None:
+        r"""Warn (:class:`SingularFitWarning`) when the first fit has :math:`M_1 \le d` points in d ≥ 2 dims: its
+        covariance is singular (rank ≤ M − 1), and every later fit stays in that subspace, so ``det_ratio`` is 0,
+        ``log_det_ratio`` −inf and ``kl_truth_model`` +inf by construction (sizes never fall: the schedules are
+        non-decreasing). A warning, not an error: grids such as Kazdan et al.'s span both sides of M = d."""
+        first = int(np.asarray(sizes)[0])
+        if self.dim > 1 and first <= self.dim:
+            warnings.warn(
+                f"num_samples={first} <= dim={self.dim}: the first fit's covariance is singular (rank <= "
+                f"{first - 1}) and so is every later one, so det_ratio = 0, log_det_ratio = -inf and "
+                f"kl_truth_model = +inf in every chain by construction; need num_samples >= dim + 1 = "
+                f"{self.dim + 1} for finite values", SingularFitWarning, stacklevel=3)
 
     @property
     def min_samples(self) -> int:

@@ -924,7 +924,7 @@ def _log_det_factor(m: np.ndarray, dim: int, ddof: int) -> np.ndarray:
     return out
 
 
-def expected_det_ratio(num_fits, num_samples, dim, ddof=0):
+def expected_det_ratio(num_fits, num_samples, dim, ddof=0, *, singular="raise"):
     r"""Expected generalised-variance ratio :math:`\mathbb E[\det\Sigma_n]/\det\Sigma` (d-dim replace).
 
     By Bartlett's decomposition :math:`\det W = \prod_{i=1}^d\chi^2_{M-i}`
@@ -936,10 +936,12 @@ def expected_det_ratio(num_fits, num_samples, dim, ddof=0):
         = \prod_{t<n}\prod_{i=1}^d\frac{M_t-i}{M_t-\mathrm{ddof}}
         = \Big(\prod_{i=1}^d\frac{M-i}{M}\Big)^n\ (\mathrm{ddof}=0).
 
-    Exact for all :math:`n` and any :math:`\Sigma`.  **Convention:** if some fit
-    uses :math:`M_t \le d` samples, its covariance is singular, so the ratio is
-    exactly 0 for every :math:`n` past that fit (the formula's factor
-    :math:`M-i` vanishes at :math:`i=M`; later negative factors are not used).
+    Exact for all :math:`n` and any :math:`\Sigma`.  If some fit uses
+    :math:`M_t \le d` samples, its covariance is singular (rank :math:`\le M_t-1`),
+    so the ratio is exactly 0 for every :math:`n` past that fit (the formula's
+    factor :math:`M-i` vanishes at :math:`i=M`; later negative factors are not
+    used). Such sizes raise unless ``singular="zero"`` asks for that 0 (a grid
+    that spans both sides of :math:`M = d`, as Kazdan et al.'s does).
 
     Args:
       num_fits: :math:`n \ge 0` (int or int array).
@@ -947,12 +949,15 @@ def expected_det_ratio(num_fits, num_samples, dim, ddof=0):
         :math:`\ge1` for ``ddof=0``, :math:`\ge2` for ``ddof=1``.
       dim: dimension :math:`d \ge 1`.
       ddof: 0 (MLE, default) or 1 (unbiased).
+      singular: ``"raise"`` (default): a fit with :math:`M_t \le d` is an error;
+        ``"zero"``: it gives the exact value 0.
 
     Returns:
       ``np.float64`` or array shaped like ``num_fits``.
 
     Raises:
-      ValueError: for invalid inputs.
+      ValueError: for invalid inputs, and for :math:`M_t \le d` in a fit
+        before :math:`n` unless ``singular="zero"``.
 
     References:
       Kazdan et al. (arXiv 2410.16713); THEORY.md §2.2 and §14 item 5 [D].
@@ -963,8 +968,15 @@ def expected_det_ratio(num_fits, num_samples, dim, ddof=0):
     """
     ddof = _v.require_ddof(ddof)
     dim = _v.require_int("dim", dim, 1)
+    if singular not in ("raise", "zero"):
+        raise ValueError(f"singular={singular!r} is out of range: need 'raise' or 'zero'")
     n = _fits(num_fits)
-    sizes = _sizes(num_samples, n, ddof)
+    if singular == "raise":
+        sizes = _sizes(num_samples, n, ddof, minimum=dim + 1,
+                       reason=f"= dim + 1 (with num_samples <= dim = {dim} a fit's covariance is singular and "
+                              f"det Sigma_n = 0 exactly; pass singular='zero' for that value)")
+    else:
+        sizes = _sizes(num_samples, n, ddof)
     total = _sum_over_fits(_per_fit(lambda m: _log_det_factor(m, dim, ddof), sizes), n)
     return _out(np.exp(total), n)
 
