@@ -631,3 +631,30 @@ def test_errors_name_the_allowed_range(call, match):
     range; integers beyond int64 raised a bare OverflowError, and a uint64 2**63 wrapped to a negative count."""
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_log_variance_quantiles_closed_forms_and_errors():
+    """At n = 1 the exact law is log(χ²_{M−1}/f): the inversion must match ``scipy.stats.chi2.ppf`` to 1e-11 (M = 2,
+    the most skewed, to 10⁴); n = 0 is log σ² itself; a constant sequence of sizes equals the constant M; σ²
+    shifts every quantile by log σ²; and bad levels and sizes are refused by name."""
+    from scipy import stats
+
+    levels = np.array([0.001, 0.05, 0.5, 0.95, 0.999])
+    for m in (2, 3, 10, 100, 10_000):
+        for ddof in (0, 1):
+            if m - ddof < 1:
+                continue
+            np.testing.assert_allclose(g.log_variance_quantiles(1, m, levels, ddof=ddof),
+                                       np.log(stats.chi2.ppf(levels, m - 1) / (m - ddof)), rtol=0, atol=1e-11)
+    n = np.array([0, 1, 7, 30])
+    same = g.log_variance_quantiles(n, 12, levels, ddof=1)
+    np.testing.assert_allclose(g.log_variance_quantiles(n, [12] * 30, levels, ddof=1), same, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(same[0], 0.0)
+    np.testing.assert_allclose(g.log_variance_quantiles(n, 12, levels, ddof=1, sigma2=3.0), same + np.log(3.0),
+                               rtol=0, atol=1e-12)
+    assert g.log_variance_quantiles(n, 12, 0.5).shape == (4,) and g.log_variance_quantiles(3, 12, 0.5).shape == ()
+    for bad in (0.0, 1.0, float("nan"), [[0.5]], []):
+        with pytest.raises(ValueError, match="levels"):
+            g.log_variance_quantiles(2, 10, bad)
+    with pytest.raises(ValueError, match="num_samples"):
+        g.log_variance_quantiles(2, 1, 0.5, ddof=0)
