@@ -51,6 +51,7 @@ from .regimes import (
     ReplaceGrown as ReplaceGrown,
 )
 from .schedules import Constant as Constant
+from .schedules import Explicit as Explicit
 from .schedules import Linear as Linear
 from .schedules import PowerLaw as PowerLaw
 from .simulate import SimulationResult as SimulationResult

@@ -4,12 +4,16 @@ real data).
 A schedule is a static, hashable object; the engine evaluates it once on the host into an integer array, so the
 jitted loop indexes a table and never rounds floats itself. Shumailov et al. (Nature 2024, SI §3.1.1) show that
 the Wasserstein distance of the 1-D Gaussian chain, :math:`\tfrac32\sigma^2\sum_i 1/M_i`, stays finite only if
-:math:`M_t` grows superlinearly; :class:`PowerLaw` with ``exponent > 1`` is that case.
+:math:`M_t` grows superlinearly; :class:`PowerLaw` with ``exponent > 1`` is that case. :class:`Explicit` takes the
+sizes as given, one per generation (``simulate(..., num_samples=[10, 20, 30])``: the per-fit sequences the theory
+functions of :mod:`collapse_theory.theory.gaussian` take), in any order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 
 import numpy as np
 
@@ -85,11 +89,69 @@ class PowerLaw:
             return _checked(self, np.rint(self.first * t**self.exponent))
 
 
-Schedule = Constant | Linear | PowerLaw
+_EXPLICIT_NEED = f"need a non-empty 1-D sequence of ints 1 <= M_t <= 2**31 - 1 = {MAX_SIZE}, one per generation"
+
+
+def _explicit_values(values) -> tuple[int, ...]:
+    """``values`` as a tuple of Python ints, or a ValueError naming ``num_samples``, the entry and the range."""
+    if isinstance(values, (str, bytes)) or (not isinstance(values, (list, tuple, range)) and np.ndim(values) == 0):
+        raise ValueError(f"num_samples={values!r} is not a sequence: {_EXPLICIT_NEED}")
+    try:  # object dtype keeps each entry as given (a bool stays a bool; NumPy scalars become Python numbers)
+        entries = np.asarray(values, dtype=object)
+    except ValueError:  # ragged nesting NumPy cannot hold
+        raise ValueError(f"num_samples is ragged: {_EXPLICIT_NEED}") from None
+    if entries.ndim != 1:
+        raise ValueError(f"num_samples has shape {entries.shape}, which is out of range: {_EXPLICIT_NEED}")
+    if entries.size == 0:
+        raise ValueError(f"num_samples is empty: {_EXPLICIT_NEED}")
+    out = []
+    for i, v in enumerate(entries.tolist()):
+        where = f"num_samples[{i}]={v!r} (M_{i + 1}, generation t={i + 1})"
+        if isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{where} is a bool, not an integer: {_EXPLICIT_NEED}")
+        if not is_real(v):
+            raise ValueError(f"{where} is not an integer: {_EXPLICIT_NEED}")
+        if not isinstance(v, numbers.Integral):
+            if not math.isfinite(v):
+                raise ValueError(f"{where} is not finite: {_EXPLICIT_NEED}")
+            if not float(v).is_integer():
+                raise ValueError(f"{where} is not an integer: {_EXPLICIT_NEED}")
+        v = int(v)
+        if not 1 <= v <= MAX_SIZE:
+            raise ValueError(f"{where} is out of range: {_EXPLICIT_NEED}")
+        out.append(v)
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Explicit:
+    r""":math:`M_t` = ``values[t-1]``, as given, for :math:`t = 1, \dots,` ``len(values)`` (a run may use fewer
+    generations, never more). ``values`` is any 1-D sequence of integers (a list, a tuple, a NumPy array;
+    integer-valued floats such as ``10.0`` are taken as ints), stored as a tuple of ints so the schedule is hashable
+    and records as a JSON list. The sizes need not grow."""
+
+    values: tuple[int, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "values", _explicit_values(self.values))
+
+    def sizes(self, num_generations: int) -> np.ndarray:
+        if num_generations > len(self.values):
+            raise ValueError(f"num_samples has {len(self.values)} sizes but num_generations={num_generations}: "
+                             f"need num_generations <= {len(self.values)} (one size M_t per generation t), or "
+                             f"give more sizes")
+        return np.asarray(self.values[:num_generations], dtype=np.int64)
+
+
+Schedule = Constant | Linear | PowerLaw | Explicit
 
 
 def as_schedule(num_samples) -> Schedule:
-    """An int becomes :class:`Constant`; a schedule passes through."""
-    if isinstance(num_samples, (Constant, Linear, PowerLaw)):
+    """An int becomes :class:`Constant`; a 1-D sequence of ints (list, tuple, array) :class:`Explicit`; a schedule
+    passes through."""
+    if isinstance(num_samples, (Constant, Linear, PowerLaw, Explicit)):
         return num_samples
+    if isinstance(num_samples, (list, tuple, range)) or (hasattr(num_samples, "__array__")
+                                                         and np.ndim(num_samples) > 0):
+        return Explicit(num_samples)
     return Constant(num_samples)

@@ -876,7 +876,8 @@ def simulate(
       regime: a data regime (:mod:`collapse_theory.regimes`); default :class:`~collapse_theory.regimes.Replace`.
       num_chains: C, independent chains (vmapped).
       num_generations: G, fits per chain; ``t = 1`` fits real data.
-      num_samples: M, an int or a schedule (:mod:`collapse_theory.schedules`) giving :math:`M_t`.
+      num_samples: M, an int, a schedule (:mod:`collapse_theory.schedules`) giving :math:`M_t`, or a 1-D sequence
+        of ints :math:`M_1, M_2, \dots` (:class:`~collapse_theory.schedules.Explicit`; at least ``num_generations``).
       truth: parameters of the real distribution (default for models with ``params()``: ``model.params()``).
       real_data: alternatively, a dataset (leading axis = rows) to draw real data from, without replacement.
       reference: what ``model.metrics`` compares against; default ``truth`` (each chain's own truth for models
