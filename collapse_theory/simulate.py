@@ -1269,7 +1269,7 @@ def simulate(
     if compact:
         metadata["support_schedule"] = support_schedule
     if hasattr(model, "result_notes"):  # a model's own reading of its summaries: numerical limits reached, ...
-        notes = list(model.result_notes(merged["summary"], path))
+        notes = list(model.result_notes(merged["summary"], path, np.asarray(sizes)))
         if notes:
             metadata["notes"] = notes
             for note in notes:

@@ -132,3 +132,47 @@ def test_float32_sample_path_mean_is_stuck_above_exact_law(float32_results):
     res = float32_results["sample"]
     mean, se = _theory()
     assert z_score(res["final_mean"], se, mean) > 20
+
+
+@pytest.fixture(scope="module")
+def float64_results():
+    """The same chains in float64 (this process runs with x64 on), both paths: per-chain final log σ²."""
+    import warnings
+
+    import jax
+    import numpy as np
+
+    from collapse_theory import Gaussian, Replace, simulate
+
+    assert jax.config.jax_enable_x64
+    out = {}
+    for path in ("exact", "sample"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the sample path warns once its chains' variances reach exactly 0
+            res = simulate(SEED, Gaussian(dim=1, ddof=1), Replace(), num_chains=C, num_generations=G, num_samples=M,
+                           path=path, metrics=["log_variance"], quantiles=())
+        log_scale = np.asarray(res.final_params.log_scale)
+        factor = np.asarray(res.final_params.factor)[:, 0, 0]
+        out[path] = {"dtype": str(log_scale.dtype), "mean": float(res.mean("log_variance")[-1]),
+                     "final": 2 * log_scale + 2 * np.log(np.abs(factor))}
+    return out
+
+
+def test_float64_cross_check_exact_path_on_the_law_and_the_naive_recursion_off_it(float64_results):
+    r"""§14.6 "even in float64": float64 is a cross-check, not the fix. At M = 10, G = 10⁴ the exact path in
+    float64 is on the exact law (E log σ_G² = −1152, SE 2.2; every chain finite although σ_G² ≈ e^{−1152} is far
+    below float64's smallest normal e^{−708}: it carries log σ²), while the sample path, which draws x = μ + σz and
+    refits, loses x − x̄ once σ ≪ |μ|·eps (log σ² ≈ −69 at |μ| ≈ 30) and ends with every chain at an exactly zero
+    variance (log σ² = −inf, probability 0 under the exact law). Catches an exact path that exponentiates its scale
+    (it would underflow to −inf near t = 6100 in float64) and a float64 run mistaken for a fix of the naive
+    recursion."""
+    import numpy as np
+
+    exact, sample = float64_results["exact"], float64_results["sample"]
+    assert exact["dtype"] == sample["dtype"] == "float64"
+    assert np.all(np.isfinite(exact["final"]))
+    mean, se = _theory()
+    assert_close_to_theory(exact["mean"], se, mean, label=f"float64 exact E log var t={G}")
+    assert abs(z_score(exact["mean"], se, g.expected_log_variance(G, M, ddof=0))) > 4  # power: the other ddof
+    assert not np.any(np.isnan(sample["final"]))
+    assert np.mean(sample["final"] == -np.inf) > 0.99

@@ -579,6 +579,16 @@ def test_singular_first_fit_warns_and_gives_the_singular_values(path):
         res = simulate(0, model, Replace(), num_chains=16, num_generations=3, num_samples=6, path=path,
                        metrics=["log_det_ratio"], trajectories=True)
     assert np.all(np.isfinite(res.trajectories["log_det_ratio"]))
+    # explicit sizes may fall: the first generation with M_t <= d is named, and under Replace it stays singular
+    with warnings.catch_warnings(record=True) as caught:  # the singular fit's -inf is the law's, not lost digits
+        warnings.simplefilter("always")
+        res = simulate(0, model, Replace(), num_chains=16, num_generations=3, num_samples=[8, 3, 8], path=path,
+                       metrics=["log_det_ratio"], trajectories=True)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and messages[0].startswith("num_samples=3 <= dim=5 at generation t=2"), messages
+    assert caught[0].category is SingularFitWarning
+    assert np.all(np.isfinite(res.trajectories["log_det_ratio"][0]))
+    assert np.all(res.trajectories["log_det_ratio"][1:] == -np.inf)
 
 
 def test_power_law_negative_exponent():

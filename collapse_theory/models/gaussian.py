@@ -209,17 +209,21 @@ class Gaussian:
             raise ValueError(f"collapse_threshold={self.collapse_threshold!r} is out of range: need 0 < value < 1")
 
     def check_sizes(self, sizes, path) -> None:
-        r"""Warn (:class:`SingularFitWarning`) when the first fit has :math:`M_1 \le d` points in d ≥ 2 dims: its
-        covariance is singular (rank ≤ M − 1), and every later fit stays in that subspace, so ``det_ratio`` is 0,
-        ``log_det_ratio`` −inf and ``kl_truth_model`` +inf by construction (sizes never fall: the schedules are
-        non-decreasing). A warning, not an error: grids such as Kazdan et al.'s span both sides of M = d."""
-        first = int(np.asarray(sizes)[0])
-        if self.dim > 1 and first <= self.dim:
+        r"""Warn (:class:`SingularFitWarning`) when some generation draws :math:`M_t \le d` points in d ≥ 2 dims.
+        A fit on that few points has a singular covariance (rank ≤ M_t − 1), so ``det_ratio`` is 0,
+        ``log_det_ratio`` −inf and ``kl_truth_model`` +inf by construction wherever a fit uses only them (every
+        fit from t on under :class:`~collapse_theory.regimes.Replace`: later samples stay in that subspace; a
+        pooled fit with more points may recover, and fresh real data restore the rank). A warning, not an error:
+        grids such as Kazdan et al.'s span both sides of M = d."""
+        sizes = np.asarray(sizes)
+        small = np.flatnonzero(sizes <= self.dim)
+        if self.dim > 1 and small.size:
+            t, m = int(small[0]) + 1, int(sizes[small[0]])
             warnings.warn(
-                f"num_samples={first} <= dim={self.dim}: the first fit's covariance is singular (rank <= "
-                f"{first - 1}) and so is every later one, so det_ratio = 0, log_det_ratio = -inf and "
-                f"kl_truth_model = +inf in every chain by construction; need num_samples >= dim + 1 = "
-                f"{self.dim + 1} for finite values", SingularFitWarning, stacklevel=3)
+                f"num_samples={m} <= dim={self.dim} at generation t={t}: a fit on M_t <= d points has a singular "
+                f"covariance (rank <= {m - 1}), so det_ratio = 0, log_det_ratio = -inf and kl_truth_model = +inf "
+                f"wherever a fit uses only them (under Replace, every fit from t = {t} on); need num_samples >= "
+                f"dim + 1 = {self.dim + 1} for finite values", SingularFitWarning, stacklevel=3)
 
     @property
     def min_samples(self) -> int:
@@ -420,13 +424,15 @@ class Gaussian:
         del params
         return GaussianParams(stats.mean, stats.factor, stats.log_scale - 0.5 * jnp.log(stats.count - self.ddof))
 
-    def result_notes(self, summary: dict, path: str) -> list[str]:
+    def result_notes(self, summary: dict, path: str, sizes) -> list[str]:
         """Warnings for ``simulate`` to raise, on the sample path. A metric whose mean over chains is NaN: some chain
         was fitted to a training set of total weight <= ddof (a :class:`~collapse_theory.regimes.Gate` can leave
         one), which has no fit. A log-scale metric whose mean over chains was finite and later reaches −inf means
         some chain's fit became exactly singular (zero variance in some direction) by losing digits, not by the law
         (which has log det > −inf at every finite t): the refit of raw samples keeps about 7 (float32) or 16
-        (float64) digits, so a spread below |mean|·eps is lost."""
+        (float64) digits, so a spread below |mean|·eps is lost. Not when a generation up to then drew too few
+        points for a regular fit (``sizes``: M_t <= d for the determinant, M_t = 1 for a variance or trace), which
+        :meth:`check_sizes` has warned of: that −inf is the law's."""
         if path != "sample":
             return []
         notes = []
@@ -450,7 +456,9 @@ class Gaussian:
             mean = np.asarray(summary[name]["mean"])
             lost = np.flatnonzero(np.isneginf(mean))
             if np.isfinite(mean[0]) and lost.size:
-                first[name] = int(lost[0]) + 1
+                too_few = self.dim if name == "log_det_ratio" else 1
+                if not np.any(np.asarray(sizes)[: lost[0] + 1] <= too_few):  # else singular by construction
+                    first[name] = int(lost[0]) + 1
         if not first:
             return notes
         t = min(first.values())
