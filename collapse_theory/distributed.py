@@ -5,7 +5,7 @@ chain ids) is placed with ``NamedSharding(mesh, P("chains"))`` over a 1-D mesh a
 GSPMD; no sharding constraint is placed inside the program. A sharded run is **bit-identical** to the unsharded
 one because (i) every key depends only on the global chain id (:mod:`collapse_theory.keys`), so each chain
 draws the same numbers wherever it runs, and (ii) the per-generation means and sds over chains use a fixed-order
-pairwise sum (:func:`collapse_theory.simulate.pairwise_sum`): a tree of elementwise additions whose result does
+pairwise sum (:func:`collapse_theory.observables.pairwise_sum`): a tree of elementwise additions whose result does
 not depend on how the partitioner splits it (a plain ``jnp.sum`` reduces per device and then across devices, a
 different association order). Quantiles sort the gathered values, which is exact.
 

@@ -8,7 +8,7 @@ summaries:
 
 * **with trajectories** in every input (``trajectories=True``): the per-chain values are concatenated and every
   summary (mean, sd, quantiles) is recomputed by the engine's own reduction
-  (:func:`collapse_theory.simulate.pairwise_sum`): the merged result equals the single run **bit for bit** in
+  (:func:`collapse_theory.observables.pairwise_sum`): the merged result equals the single run **bit for bit** in
   float64 (in float32 the sd recomputed here can differ from the engine's in the last bits: the compiled
   program may contract ``(x - mean)²`` into fused multiply-adds);
 * **without trajectories**: mean and sd are recombined from each input's sufficient moments — count
@@ -96,12 +96,12 @@ def _check_ranges(results, names):
 def _summariser(quantiles: tuple[float, ...]):
     import jax
 
-    from .simulate import _summarise_metrics
+    from .observables import summarise_metrics
 
     @jax.jit
     def run(trajectories, zero):
         def body(carry, row):
-            return carry, _summarise_metrics(row, quantiles, zero)
+            return carry, summarise_metrics(row, quantiles, zero)
 
         return jax.lax.scan(body, 0, trajectories)[1]
 

@@ -26,6 +26,7 @@ from collapse_theory import (
     GaussianStats,
     Replace,
     SimulationResult,
+    observables,
     simulate,
 )
 
@@ -286,7 +287,7 @@ def test_pairwise_sum_follows_the_fixed_tree_bit_for_bit(n):
     that are not powers of two; values over 16 decades make any other order round differently."""
     rng = np.random.default_rng(n)
     x = (rng.standard_normal((n, 4)) * 10.0 ** rng.integers(-8, 8, (n, 4))).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(jax.jit(ENGINE.pairwise_sum)(jnp.asarray(x))), _tree_sum_by_levels(x))
+    np.testing.assert_array_equal(np.asarray(jax.jit(observables.pairwise_sum)(jnp.asarray(x))), _tree_sum_by_levels(x))
     if n >= 13:  # power: the same comparison rejects a tree that pairs entry i with entry i + half instead
         halves = np.concatenate([x, np.zeros((128 - n if n <= 128 else 256 - n, 4), np.float32)])
         while halves.shape[0] > 1:
@@ -295,18 +296,18 @@ def test_pairwise_sum_follows_the_fixed_tree_bit_for_bit(n):
 
 
 def test_packed_summaries_unpack_to_the_same_arrays():
-    """The scan writes each generation's summaries as one flat vector per dtype (``_pack_summary``); unpacking the
-    stacked rows gives every statistic back with its own shape and dtype, bit for bit (an offset or a reshape in
-    the wrong order would move values between metrics or statistics)."""
+    """The scan writes each generation's summaries as one flat vector per dtype (``observables.pack_summary``);
+    unpacking the stacked rows gives every statistic back with its own shape and dtype, bit for bit (an offset or a
+    reshape in the wrong order would move values between metrics or statistics)."""
     rng = np.random.default_rng(0)
     gens = [{"a": {"mean": jnp.asarray(rng.normal(), jnp.float32), "quantiles": jnp.asarray(rng.normal(size=3),
                                                                                               jnp.float32)},
              "b": {"mean": jnp.asarray(rng.normal(size=(2, 4)), jnp.float32),
                    "count": jnp.asarray(rng.integers(0, 9, size=(2,)), jnp.int32)}} for _ in range(5)]
-    packed = [ENGINE._pack_summary(g) for g in gens]
+    packed = [observables.pack_summary(g) for g in gens]
     assert sorted(packed[0].vectors) == ["float32", "int32"] and packed[0].vectors["float32"].shape == (12,)
     stacked = jax.tree.map(lambda *rows: np.stack([np.asarray(r) for r in rows]), *packed)  # as the scan does
-    back = ENGINE._unpack_summary(stacked)
+    back = observables.unpack_summary(stacked)
     for metric, stats in gens[0].items():
         for stat in stats:
             want = np.stack([np.asarray(g[metric][stat]) for g in gens])
@@ -420,7 +421,7 @@ def test_summary_quantiles_equal_jnp_quantile(dtype):
     they must equal ``jnp.quantile`` (method "linear") up to the rounding of the interpolation, for negative
     values of every magnitude, ±0, ties, ±inf and NaN (catches a key that misorders negative floats, which would
     put the 5 % quantile at the wrong end, or a NaN silently dropped)."""
-    from collapse_theory.simulate import quantiles_linear
+    from collapse_theory.observables import quantiles_linear
 
     levels = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
     rng = np.random.default_rng(3)
