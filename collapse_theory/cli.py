@@ -245,7 +245,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fps", type=int, default=6)
     demo.add_argument("--interactive", action="store_true", help="also open a matplotlib window (needs a display)")
 
-    sub.add_parser("list", help="list models, regimes, checks and figures")
+    listing = sub.add_parser("list", help="list models, regimes, checks (reference, formula, parameters) and figures")
+    listing.add_argument("--json", action="store_true", help="print the listing as one JSON object")
     return p
 
 
@@ -793,19 +794,35 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_list(args) -> int:
+    """Models, regimes, gates, checks and figures; each check with its family, reference, formula and declared
+    parameters (a quick/full pair prints as ``4000/32000``). ``--json``: the same as one JSON object."""
     from . import checks
 
+    folder = _experiments_dir(None)
+    figures = ({name: getattr(module, "DESCRIPTION", "") for name, module in _load_experiments(folder).items()}
+               if folder.is_dir() else {})
+    if getattr(args, "json", False):
+        listing = {
+            "models": list(MODELS), "regimes": list(REGIME_NAMES), "gates": GATES,
+            "checks": [{"name": c.name, "family": c.family, "reference": c.reference, "formula": c.formula,
+                        "planted": c.planted, "kind": "empirical" if c.empirical else "theorem",
+                        "params": checks.params_json(c.params)} for c in checks.CHECKS.values()],
+            "figures": figures,
+        }
+        print(json.dumps(listing, indent=2, ensure_ascii=False, allow_nan=False))
+        return 0
     print("models:   " + ", ".join(MODELS) + " (collapse-theory run --model; classes in collapse_theory.models)")
     print("regimes:  " + ", ".join(REGIME_NAMES) + "; gates (run --gate): "
           + ", ".join(f"{name} ({model})" for name, model in GATES.items()))
-    print("checks:")
+    print("checks:   (params: quick/full where quick mode differs)")
     for c in checks.CHECKS.values():
         print(f"  {c.name:<44} [{c.family}] {c.reference}")
-    folder = _experiments_dir(None)
-    if folder.is_dir():
+        print(f"      formula: {c.formula}")
+        print(f"      params:  {checks.format_params(c.params)}")
+    if figures:
         print("figures:")
-        for name, module in _load_experiments(folder).items():
-            print(f"  {name:<44} {getattr(module, 'DESCRIPTION', '')}")
+        for name, description in figures.items():
+            print(f"  {name:<44} {description}")
     return 0
 
 

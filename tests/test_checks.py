@@ -172,3 +172,83 @@ def test_the_text_table_states_each_checks_formula_once():
     lines = table.splitlines()
     formula = next(i for i, line in enumerate(lines) if "E X = 1" in line)
     assert [line.split()[1] for line in lines[formula + 1:]] == ["q0", "q1", "q2"]
+
+
+def test_every_check_declares_its_parameters():
+    """Every registered check declares the parameters it runs at (``Check.params``), with its chain counts among
+    them, in a form ``list`` prints and ``list --json`` writes; catches a check registered without ``params=`` (its
+    sizes would live only inside ``run``) and a parameter value that cannot be printed or written as JSON."""
+    import json
+
+    for c in checks.CHECKS.values():
+        assert c.params, f"{c.name} declares no parameters"
+        assert "num_chains" in c.params, f"{c.name}: the number of chains is not declared"
+        assert all(isinstance(key, str) and key for key in c.params), c.params
+        assert checks.format_params(c.params).count("=") >= len(c.params)
+        json.dumps(checks.params_json(c.params), allow_nan=False)
+
+
+def test_list_prints_each_checks_formula_and_parameters(capsys):
+    """``collapse-theory list`` shows, for every check, its formula and its declared parameters (the line
+    ``format_params`` gives, so at least one ``key=value``), and ``list --json`` the same as data; catches a listing
+    that names the checks without saying what each one tests and at which sizes."""
+    import json
+
+    from collapse_theory.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for c in checks.CHECKS.values():
+        assert c.formula in out, c.name
+        line = checks.format_params(c.params)
+        assert "=" in line and line in out, (c.name, line)
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    by_name = {c["name"]: c for c in listing["checks"]}
+    assert list(by_name) == list(checks.CHECKS)
+    for name, c in checks.CHECKS.items():
+        assert by_name[name]["formula"] == c.formula and by_name[name]["params"] == checks.params_json(c.params)
+
+
+def _agrees(value, declared, quick: bool) -> bool:
+    """Whether a row's parameter value is one the declared value allows: a :class:`~collapse_theory.checks.QuickFull`
+    declaration by its quick or full value, a tuple by any of its entries, anything else by equality."""
+    if isinstance(declared, checks.QuickFull):
+        return _agrees(value, declared.pick(quick), quick)
+    if value == declared:
+        return True
+    return isinstance(declared, tuple) and any(_agrees(value, d, quick) for d in declared)
+
+
+def _disagreements(check, rows, quick: bool) -> list:
+    return [(r["quantity"], key, r["params"][key], check.params[key]) for r in rows
+            for key in r["params"].keys() & check.params.keys()
+            if not _agrees(r["params"][key], check.params[key], quick)]
+
+
+@pytest.mark.parametrize("name", sorted(checks.CHECKS))
+def test_declared_parameters_agree_with_the_rows(quick_rows, name):
+    """The registry's parameters are the ones that ran: every per-row ``params`` value whose key the check also
+    declares (M, d, n or t, ddof, path, regime, design, num_chains, ...) is the declared value, one of a declared
+    tuple's values, or a declared quick/full pair's quick value (these rows are quick mode). Catches a run function
+    whose sizes changed while its ``params=`` declaration did not (or a declaration copied from another check), so
+    that ``collapse-theory list`` would state sizes the check does not use. Uses the module's quick rows: nothing
+    extra is simulated."""
+    check = checks.CHECKS[name]
+    rows = quick_rows[name]
+    assert rows and all("num_chains" in r["params"] for r in rows)
+    assert not _disagreements(check, rows, quick=True)
+
+
+def test_the_agreement_test_sees_a_wrong_declaration():
+    """The comparison behind ``test_declared_parameters_agree_with_the_rows`` is not vacuous: a declared chain
+    count, a fit index or a quick/full pair that the rows do not match is reported; catches a matcher that accepts
+    anything (e.g. one that treats every value as a list of alternatives)."""
+    check = checks.Check(name="p", family="test", reference="-", formula="-", planted="-", run=lambda q, s: [],
+                         params={"M": 10, "n": (5, 20), "num_chains": checks.QuickFull(100, 800),
+                                 "hidden": checks.QuickFull((64,), (256,))})
+    row = {"quantity": "q", "params": {"M": 10, "n": 5, "num_chains": 100, "hidden": (64,), "seed": 0}}
+    assert not _disagreements(check, [row], quick=True)
+    assert {d[1] for d in _disagreements(check, [row], quick=False)} == {"num_chains", "hidden"}
+    wrong = {"quantity": "q", "params": {"M": 11, "n": 10, "num_chains": 800, "hidden": (256,)}}
+    assert {d[1] for d in _disagreements(check, [wrong], quick=True)} == {"M", "n", "num_chains", "hidden"}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 DEFAULT_Z = 4.0
 
@@ -43,6 +43,25 @@ class Measurement:
     approx_rel: float = 0.0
 
 
+class QuickFull(NamedTuple):
+    """A setting that differs between quick mode and the full run (a number of chains, a network's size); the
+    check's run function reads it with :meth:`pick`, so the declared value is the one that runs."""
+
+    quick: Any
+    full: Any
+
+    def pick(self, quick: bool):
+        return self.quick if quick else self.full
+
+    def __str__(self) -> str:
+        return f"{self.quick}/{self.full}"
+
+
+def scaled(quick: int, factor: int = 8) -> QuickFull:
+    """A quick-mode count and the full run's ``factor`` times as many (the checks' usual chain counts)."""
+    return QuickFull(quick, factor * quick)
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     """A registered check.
@@ -57,6 +76,11 @@ class Check:
       empirical: no formula is claimed: the rows report a simulated curve (mean, standard error, number of
         chains) for the record, their ``theory`` and ``planted`` are NaN and the table labels them ``EMPIRICAL``
         instead of PASS/FAIL.
+      params: the fixed parameters the check is evaluated at, declared at registration from the same constants its
+        ``run`` reads, under the key names of its rows' ``params``. A :class:`QuickFull` value differs between
+        quick mode and the full run; a plain tuple lists the values the rows take (fit indices, or one value per
+        sub-run); anything else is the one value every row that names the key has. ``collapse-theory list`` prints
+        them (:func:`format_params`).
     """
 
     name: str
@@ -66,9 +90,43 @@ class Check:
     planted: str
     run: Callable[[bool, int], list[Measurement]]
     empirical: bool = False
+    params: dict = dataclasses.field(default_factory=dict, hash=False)
 
 
 CHECKS: dict[str, Check] = {}
+
+
+def _format_value(value) -> str:
+    if isinstance(value, QuickFull):
+        return str(value)
+    if isinstance(value, tuple):
+        inner = ", ".join(_format_value(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    if isinstance(value, str) and (" " in value or "," in value):
+        return repr(value)  # quoted, so that the text cannot read as the next key
+    return str(value)
+
+
+def format_params(params: dict) -> str:
+    """A check's declared parameters on one line, e.g. ``M=10, n=(5, 20, 50), num_chains=20000/160000`` (a
+    :class:`QuickFull` value prints as quick/full, a string with a space or comma in quotes)."""
+    return ", ".join(f"{key}={_format_value(value)}" for key, value in params.items())
+
+
+def params_json(params: dict) -> dict:
+    """A check's declared parameters as JSON-ready values: tuples become lists, a :class:`QuickFull` value
+    ``{"quick": ..., "full": ...}``."""
+
+    def convert(value):
+        if isinstance(value, QuickFull):
+            return {"quick": convert(value.quick), "full": convert(value.full)}
+        if isinstance(value, (tuple, list)):
+            return [convert(v) for v in value]
+        return value
+
+    return {key: convert(value) for key, value in params.items()}
 
 
 def compile_options(quick: bool):

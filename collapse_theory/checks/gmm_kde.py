@@ -32,26 +32,23 @@ from ..models.kde import KernelDensity
 from ..simulate import simulate
 from ..theory import gaussian as gth
 from ..theory import kde as kth
-from . import Check, Measurement, compile_options, register
+from . import Check, Measurement, compile_options, register, scaled
 
 KAZDAN_KDE = "Kazdan et al. arXiv 2410.16713, KDE workflow; exact replace-chain theory THEORY.md §2.5"
 ONE_COMPONENT = "EM with K = 1 is the MLE Gaussian fit: THEORY.md §2.2 (Kazdan et al. Gaussian workflow)"
 SEPARATED = "EM (Dempster-Laird-Rubin) on well-separated components = per-cluster MLE; Shumailov et al. SI §4.1"
 
 
-def _chains(quick: bool, base: int) -> int:
-    return base if quick else 8 * base
-
-
 # ------------------------------------------------------------------------------------------------- KDE replace
-KDE_N, KDE_H, KDE_FITS = 10, 1.0, (5, 20)
+KDE_N, KDE_H, KDE_FITS, KDE_D, KDE_TRUTH, KDE_CHAINS = 10, 1.0, (5, 20), 2, "N(0, I_2)", scaled(4096)
+KDE_PARAMS = {"M": KDE_N, "h": KDE_H, "d": KDE_D, "truth": KDE_TRUTH, "n": KDE_FITS, "num_chains": KDE_CHAINS}
 
 
 @functools.lru_cache(maxsize=4)
 def _kde_replace(quick: bool, seed: int):
-    model = KernelDensity(bandwidth=KDE_H, dataset=Blobs(centers=((0.0, 0.0),), cluster_std=1.0),
+    model = KernelDensity(bandwidth=KDE_H, dataset=Blobs(centers=((0.0,) * KDE_D,), cluster_std=1.0),
                           capacity=KDE_N, num_test=1)
-    return simulate(seed, model, regimes.Replace(), num_chains=_chains(quick, 4096),
+    return simulate(seed, model, regimes.Replace(), num_chains=KDE_CHAINS.pick(quick),
                     num_generations=max(KDE_FITS), num_samples=KDE_N, metrics=["spread", "sq_mean_error"],
                     quantiles=(), compiler_options=compile_options(quick))
 
@@ -77,7 +74,7 @@ def _kde_spread(quick, seed):
         res, "spread", KDE_FITS,
         lambda n: kth.expected_spread(n, KDE_N, KDE_H, 1.0),
         lambda n: kth.expected_spread(n, KDE_N, KDE_H, 1.0) + KDE_H**2,
-        M=KDE_N, h=KDE_H, d=2, truth="N(0, I_2)",
+        M=KDE_N, h=KDE_H, d=KDE_D, truth=KDE_TRUTH,
     )
 
 
@@ -88,6 +85,7 @@ register(Check(
     formula="E S²(fit n) = r^n v + h² Σ_{k=1}^{n−1} r^k, r = (M−1)/M (per coordinate; → (M−1)h²)",
     planted="the sum started at k = 0 (one extra h² per coordinate: the kernel's own h² counted once more)",
     run=_kde_spread,
+    params=KDE_PARAMS,
 ))
 
 
@@ -100,9 +98,9 @@ def _kde_drift(quick, seed):
 
     return _rows(
         res, "sq_mean_error", KDE_FITS,
-        lambda n: kth.expected_sq_mean_error(n, KDE_N, KDE_H, 1.0, dim=2),
+        lambda n: kth.expected_sq_mean_error(n, KDE_N, KDE_H, 1.0, dim=KDE_D),
         missing_kernel,
-        M=KDE_N, h=KDE_H, d=2, truth="N(0, I_2)",
+        M=KDE_N, h=KDE_H, d=KDE_D, truth=KDE_TRUTH,
     )
 
 
@@ -113,14 +111,19 @@ register(Check(
     formula="E‖x̄(fit n) − μ‖² = d[v/M + Σ_{s=1}^{n−1} (E S²(s) + h²)/M] (≈ h² per generation once stationary)",
     planted="the increments without the kernel's h² (E S²(s)/M only)",
     run=_kde_drift,
+    params=KDE_PARAMS,
 ))
 
 
 # ------------------------------------------------------------------------------------------------- GMM, K = 1
+ONE = {"K": 1, "d": 3, "M": 10, "reg_covar": 0.0, "n": (1, 10), "num_chains": scaled(2048)}
+
+
 def _one_component(quick, seed):
-    d, m, fits = 3, 10, (1, 10)
-    model = GaussianMixture(num_components=1, dim=d, reg_covar=0.0)
-    res = simulate(seed, model, regimes.Replace(), num_chains=_chains(quick, 2048), num_generations=max(fits),
+    p = ONE
+    d, m, fits = p["d"], p["M"], p["n"]
+    model = GaussianMixture(num_components=p["K"], dim=d, reg_covar=p["reg_covar"])
+    res = simulate(seed, model, regimes.Replace(), num_chains=p["num_chains"].pick(quick), num_generations=max(fits),
                    num_samples=m, truth=model.params(means=0.0, covs=1.0),
                    metrics=["log_det_ratio", "trace_ratio"], quantiles=(), compiler_options=compile_options(quick))
     rows = []
@@ -147,11 +150,12 @@ register(Check(
     formula="K = 1: E log det Σ_n/det Σ = n Σ_i[ψ((M−i)/2) + log(2/M)]; E tr Σ_n/tr Σ = ((M−1)/M)^n",
     planted="log det with the ddof=1 formula; trace ratio with n−1 fits",
     run=_one_component,
+    params=ONE,
 ))
 
 
 # ------------------------------------------------------------------------------------------------- GMM, separated
-SEP_M, SEP_W, SEP_D, SEP_REG = 40, 0.3, 2, 1e-6
+SEP_M, SEP_W, SEP_D, SEP_REG, SEP_CHAINS = 40, 0.3, 2, 1e-6, scaled(4096)
 
 
 def _binomial_expectation(fn, m, p):
@@ -166,7 +170,7 @@ def separated_components(quick: bool, seed: int):
     left component (components sorted by their first mean coordinate)."""
     model = GaussianMixture(num_components=2, dim=SEP_D, reg_covar=SEP_REG)
     truth = model.params(weights=[SEP_W, 1 - SEP_W], means=[[-10.0, 0.0], [10.0, 0.0]], covs=1.0)
-    res = simulate(seed, model, regimes.Replace(), num_chains=_chains(quick, 4096), num_generations=1,
+    res = simulate(seed, model, regimes.Replace(), num_chains=SEP_CHAINS.pick(quick), num_generations=1,
                    num_samples=SEP_M, truth=truth, metrics=["min_weight"], quantiles=(),
                    compiler_options=compile_options(quick))
     mix = res.final_params.mixture
@@ -207,4 +211,6 @@ register(Check(
     formula="N_k ~ Bin(M, π_k): E π̂_k = π_k; E tr Σ̂_k = dσ² E[(N_k−1)/N_k] + dλ; E‖μ̂_k−μ_k‖² = dσ² E[1/N_k]",
     planted="equal weights 1/2; the unbiased covariance dσ²(1+λ); mean error dσ²/M (all M points pooled)",
     run=_separated,
+    params={"K": 2, "M": SEP_M, "d": SEP_D, "weights": [SEP_W, 1 - SEP_W], "separation": "20σ", "reg_covar": SEP_REG,
+            "num_chains": SEP_CHAINS},
 ))

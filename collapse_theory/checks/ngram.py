@@ -19,10 +19,10 @@ from ..corpus import BOS, EOS, PAD, PERIOD, Grammar
 from ..models.ngram import NGram
 from ..simulate import simulate
 from ..theory import categorical as th
-from . import Check, Measurement, compile_options, register
+from . import Check, Measurement, QuickFull, compile_options, register
 
 GRAMMAR = Grammar(num_entities=20, fact_fraction=0.1)
-M, SMOOTHING, FITS = 20, 0.05, (1, 5, 10)
+M, SMOOTHING, FITS, CHAINS = 20, 0.05, (1, 5, 10), QuickFull(1000, 8000)
 
 
 def _model() -> NGram:
@@ -42,7 +42,7 @@ def _one_sentence() -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _run(quick: bool, seed: int):
     model = _model()
-    return simulate(seed, model, regimes.Replace(), num_chains=1000 if quick else 8000, num_generations=max(FITS),
+    return simulate(seed, model, regimes.Replace(), num_chains=CHAINS.pick(quick), num_generations=max(FITS),
                     num_samples=M, truth=model.true_params(), reference=_one_sentence(), metrics=["fact_share"],
                     quantiles=(), compiler_options=compile_options(quick))
 
@@ -89,4 +89,6 @@ register(Check(
     formula="E Σ_e P_t(e | BOS) = Σ_e [1/K + r^t (p_0,e − 1/K)], r = M/(M + Kα), K = V − 2 emittable tokens",
     planted="α ignored: the fact share stays at the grammar's fact fraction (a martingale)",
     run=_fact_share,
+    params={"entities": GRAMMAR.num_entities, "fact_fraction": GRAMMAR.fact_fraction, "K": GRAMMAR.vocab_size - 2,
+            "M": M, "smoothing": SMOOTHING, "t": FITS, "regime": "Replace", "path": "sample", "num_chains": CHAINS},
 ))

@@ -35,14 +35,14 @@ from .. import keys, regimes
 from ..models.vae import VAE, make_reference
 from ..simulate import simulate
 from ..theory import gaussian as gth
-from . import Check, Measurement, compile_options, register
+from . import Check, Measurement, QuickFull, compile_options, register
 
 LINEAR_REFERENCE = ("Linear VAE = probabilistic PCA (Tipping & Bishop 1999; Lucas et al. NeurIPS 2019) = Gaussian "
                     "MLE, so the chain is THEORY.md §2.2 (Kazdan et al. Gaussian workflow)")
-LIN_D, LIN_M, LIN_FITS = 2, 10, (1, 5)
+LIN_D, LIN_M, LIN_FITS, LIN_STEPS, LIN_CHAINS = 2, 10, (1, 5), 1000, QuickFull(256, 2048)
 
 
-def linear_vae(dim: int = LIN_D, steps: int = 1000) -> VAE:
+def linear_vae(dim: int = LIN_D, steps: int = LIN_STEPS) -> VAE:
     """The linear-Gaussian VAE of the exact check (full-batch Adam, cosine decay; converges to the MLE)."""
     return VAE(image_shape=(dim,), latent_dim=dim, architecture="linear", likelihood="gaussian", obs_sd=None,
                steps=steps, batch_size=None, learning_rate=0.1, schedule="cosine", sample_mode="sample",
@@ -52,7 +52,7 @@ def linear_vae(dim: int = LIN_D, steps: int = 1000) -> VAE:
 @functools.lru_cache(maxsize=4)
 def _linear_chain(quick: bool, seed: int):
     model = linear_vae()
-    return simulate(seed, model, regimes.Replace(), num_chains=256 if quick else 2048,
+    return simulate(seed, model, regimes.Replace(), num_chains=LIN_CHAINS.pick(quick),
                     num_generations=max(LIN_FITS), num_samples=LIN_M, truth=model.gaussian_params(0.0, 1.0),
                     metrics=["log_det_cov", "trace_cov"], quantiles=(), compiler_options=compile_options(quick))
 
@@ -69,7 +69,7 @@ def _linear_rows(quick, seed):
             simulation=float(res.mean("log_det_cov")[i]),
             se=math.sqrt(gth.variance_of_log_det_ratio(n, m, d, 0) / res.num_chains),
             planted=float(gth.expected_log_det_ratio(n, m, d, 1)),
-            params={"n": n, "num_chains": res.num_chains, "d": d, "M": m, "latent": d, "steps": 1000},
+            params={"n": n, "num_chains": res.num_chains, "d": d, "M": m, "latent": d, "steps": LIN_STEPS},
         ))
     return rows
 
@@ -81,6 +81,7 @@ register(Check(
     formula="linear VAE trained by Adam, L = d = 2, Σ = I: E log det Σ_n = n Σ_i[ψ((M−i)/2) + log(2/M)]",
     planted="the ddof=1 formula (log(2/(M−1)) per coordinate and fit)",
     run=_linear_rows,
+    params={"d": LIN_D, "latent": LIN_D, "M": LIN_M, "n": LIN_FITS, "steps": LIN_STEPS, "num_chains": LIN_CHAINS},
 ))
 
 
@@ -125,15 +126,26 @@ def image_setup(dataset="shapes", num_real: int = 5000, num_test: int = 1000, se
     return train, test, clf, reference
 
 
+IMAGE_GENERATIONS = QuickFull(3, 10)
+IMAGE = {"dataset": "shapes", "num_real": QuickFull(2000, 5000), "num_test": 500,
+         "classifier_steps": QuickFull(600, 1500), "M": 1000, "latent": 8, "hidden": QuickFull((64,), (256,)),
+         "steps": QuickFull(300, 1000), "batch_size": 64, "learning_rate": 2e-3, "regime": ("replace", "accumulate"),
+         "n": QuickFull(*((1, fits) for fits in IMAGE_GENERATIONS)), "num_chains": QuickFull(4, 16)}
+"""The image experiment's settings; ``n`` lists the generations reported (the first and the last)."""
+
+
 def _image_rows(quick, seed):
-    train, _, _, reference = image_setup(num_real=2000 if quick else 5000, num_test=500, seed=seed,
-                                         classifier_steps=600 if quick else 1500)
-    model = VAE(image_shape=(8, 8), latent_dim=8, hidden=(64,) if quick else (256,), steps=300 if quick else 1000,
-                batch_size=64, learning_rate=2e-3, num_eval_samples=256)
-    chains, fits = (4, 3) if quick else (16, 10)
+    p = IMAGE
+    train, _, _, reference = image_setup(p["dataset"], num_real=p["num_real"].pick(quick), num_test=p["num_test"],
+                                         seed=seed, classifier_steps=p["classifier_steps"].pick(quick))
+    model = VAE(image_shape=(8, 8), latent_dim=p["latent"], hidden=p["hidden"].pick(quick),
+                steps=p["steps"].pick(quick), batch_size=p["batch_size"], learning_rate=p["learning_rate"],
+                num_eval_samples=256)
+    chains, fits = p["num_chains"].pick(quick), IMAGE_GENERATIONS.pick(quick)
     rows = []
-    for name, regime in (("replace", regimes.Replace()), ("accumulate", regimes.Accumulate())):
-        res = simulate(seed, model, regime, num_chains=chains, num_generations=fits, num_samples=1000,
+    for name in p["regime"]:
+        regime = regimes.REGIMES[name]()
+        res = simulate(seed, model, regime, num_chains=chains, num_generations=fits, num_samples=p["M"],
                        real_data=jnp.asarray(train.images), reference=reference,
                        metrics=["rare_share", "neg_elbo"], quantiles=(), compiler_options=compile_options(quick))
         for metric in ("rare_share", "neg_elbo"):
@@ -141,7 +153,7 @@ def _image_rows(quick, seed):
                 rows.append(Measurement(
                     quantity=f"{metric} at n={n} ({name})", theory=math.nan,
                     simulation=float(res.mean(metric)[n - 1]), se=float(res.se(metric)[n - 1]), planted=math.nan,
-                    params={"n": n, "num_chains": chains, "regime": name, "M": 1000, "steps": model.steps,
+                    params={"n": n, "num_chains": chains, "regime": name, "M": p["M"], "steps": model.steps,
                             "hidden": model.hidden, "latent": model.latent_dim},
                 ))
     return rows
@@ -155,4 +167,5 @@ register(Check(
     planted="-",
     run=_image_rows,
     empirical=True,
+    params=IMAGE,
 ))
