@@ -278,6 +278,20 @@ def _group_cost(cells: list[dict], members: list[int]) -> float:
     return len(members) * float(cell["num_chains"]) * gens * per
 
 
+def _cell_warnings(i: int, caught) -> list[str]:
+    """The warnings a cell raised, as ``"Category: message"`` for its index entry and result file. Each is raised
+    again here, prefixed with the cell, except :class:`~collapse_theory.models.gaussian.SingularFitWarning`, which
+    a grid across M = d raises in many cells by design: :func:`run_sweep` counts those in one line instead."""
+    from .models.gaussian import SingularFitWarning
+
+    out = []
+    for w in caught:
+        out.append(f"{w.category.__name__}: {w.message}")
+        if not issubclass(w.category, SingularFitWarning):
+            warnings.warn(f"cell {i}: {w.message}", w.category, stacklevel=3)
+    return out
+
+
 def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool, devices,
               compiler_options: dict | None = None) -> dict:
     """Run cell ``i`` (or keep its file on ``resume``) and return its index entry (without the group);
@@ -292,7 +306,8 @@ def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool
         _check_kept(path, cell, i)
         entry["status"] = "done (kept)"
         return entry
-    with _cell_context(i, cell):
+    with _cell_context(i, cell), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model, regime, data, note = _build(cell)
         res = simulate(
             int(cell["seed"]), model, regime, num_chains=cell["num_chains"],
@@ -305,6 +320,10 @@ def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool
             compact=bool(cell.get("compact", False)),
             compiler_options=options or None, **data,
         )
+    raised = _cell_warnings(i, caught)
+    if raised:
+        res.metadata["warnings"] = raised
+        entry["warnings"] = raised
     if note is not None:
         res.metadata["truth"] = note
     res.metadata["command"] = "sweep"
@@ -627,4 +646,26 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
         _run_groups_side_by_side(workers, members_of, cells, out_dir, resume, record_cell, record_group,
                                  pin_cpus=pin_cpus)
     write_index()
+    singular = [e["index"] for e in entries if e is not None
+                and any(w.startswith("SingularFitWarning") for w in e.get("warnings", ()))]
+    if singular:
+        message = (f"{len(singular)} of {len(cells)} cells fit a Gaussian to M_t <= d points (cells "
+                   f"{_ranges(singular)}): singular covariances by construction (det_ratio 0, log_det_ratio -inf, "
+                   f"kl_truth_model +inf there); index.json lists each cell's 'warnings'")
+        if log is not None:
+            log(message)
+        index["notes"] = [message]
+        write_index()
     return index
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` as ``"0-2, 5, 7-8"``."""
+    parts, start = [], None
+    for k, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if k + 1 == len(numbers) or numbers[k + 1] != n + 1:
+            parts.append(f"{start}" if start == n else f"{start}-{n}")
+            start = None
+    return ", ".join(parts)

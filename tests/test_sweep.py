@@ -210,6 +210,27 @@ def test_sweep_names_cell_files_of_a_larger_earlier_grid(tmp_path):
     assert [c["status"] for c in index["cells"]] == ["done (kept)", "done (kept)"]
 
 
+def test_sweep_records_singular_fits_per_cell_and_counts_them_once(tmp_path):
+    """A grid across M = d (Kazdan et al.'s) warns of singular fits in many cells by design: each such cell's index
+    entry and result file record the SingularFitWarning, the sweep logs one line naming the cells (and keeps it in
+    the index's notes), and no warning reaches the caller per cell. Other cell warnings are raised, prefixed with
+    the cell. Catches per-cell warning floods and warnings dropped without a record."""
+    import warnings
+
+    spec = {"model": "gaussian", "num_chains": 2, "num_generations": 2, "num_samples": [2, 3, 5, 6],
+            "path": "exact", "model_options": {"dim": 3, "ddof": 0}, "quantiles": [0.5]}
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning raised to the caller fails the test
+        index = run_sweep(spec, tmp_path, log=lines.append)
+    flagged = [c["index"] for c in index["cells"] if c.get("warnings")]
+    assert flagged == [0, 1] and index["cells"][0]["warnings"][0].startswith("SingularFitWarning: num_samples=2")
+    assert SimulationResult.load(tmp_path / "cell_0001.npz").metadata["warnings"] == index["cells"][1]["warnings"]
+    assert "warnings" not in SimulationResult.load(tmp_path / "cell_0002.npz").metadata
+    assert index["notes"] == [lines[-1]] and lines[-1].startswith("2 of 4 cells fit a Gaussian to M_t <= d points "
+                                                                   "(cells 0-1)")
+
+
 def test_sweep_workers_give_the_one_process_results(tmp_path):
     """``workers=2`` runs the compile groups in two processes (this one and a spawned one), largest first: every
     cell's result file holds the same summaries as the one-process sweep's, bit for bit, and the index the same
