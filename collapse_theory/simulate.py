@@ -52,8 +52,10 @@ from . import keys
 from .keys import FIT, INIT, METRIC, TRUTH, derive_key, root_key
 from .models.base import CHAIN_AXIS, has_exact_path
 from .observables import pack_summary, summarise_metrics, unpack_summary
+from .observables import pairwise_sum as pairwise_sum  # noqa: F401  (its documented home before observables)
+from .observables import quantiles_linear as quantiles_linear  # noqa: F401
 from .regimes import AccumulateSubsample, Layout, Replace, Sizes, check_exact_sizes, draw_rows
-from .schedules import as_schedule
+from .schedules import Explicit, as_schedule
 from .theory import _validate
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -257,6 +259,20 @@ def _chain_step(plan: _Plan, chain_key, state: ChainState, t, sizes, truth, real
     return ChainState(params, buffer), values
 
 
+def _hook_kwargs(hook, **offered) -> dict:
+    """The keyword arguments among ``offered`` that a model's optional hook accepts (a hook written before an
+    argument was offered keeps working)."""
+    import inspect
+
+    try:
+        params = inspect.signature(hook).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return offered
+    return {k: v for k, v in offered.items() if k in params}
+
+
 @functools.cache
 def _metrics_take_names(model_type: type) -> bool:
     """Whether ``model_type.metrics`` accepts ``names=``, the metric names a run asks for: a model may then leave
@@ -428,15 +444,23 @@ def _call_chunk(plan: _Plan, length: int, args: tuple, compiler_options, dynamic
     return compiled_call(fn, (plan, length), args, compiler_options, _COMPILED, lowered)
 
 
+_TRACE_CONFIG = ("jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable",
+                 "jax_default_matmul_precision")
+"""JAX settings that change a traced program without changing its arguments' shapes or dtypes."""
+
+
 def compiled_call(fn, static: tuple, args: tuple, compiler_options, cache: dict, lowered=None):
     """``fn(*static, *args)`` for a jitted ``fn`` whose leading arguments ``static`` are static: through jit's own
-    cache without ``compiler_options``, else compiled ahead of time with them and kept in ``cache`` by ``fn``,
-    ``static``, the argument shapes and dtypes, and the options (``lowered``: ``fn.lower(*static, *args)`` if the
-    caller has it already)."""
+    cache without ``compiler_options``, else compiled ahead of time with them and kept in ``cache`` by what jit's
+    cache would key on: ``fn``, ``static``, the arguments' shapes, dtypes and shardings (a run on other devices
+    compiles anew), the JAX settings that change a trace (:data:`_TRACE_CONFIG`) and the options (``lowered``:
+    ``fn.lower(*static, *args)`` if the caller has it already)."""
     if not compiler_options:
         return fn(*static, *args)
     leaves, treedef = jax.tree.flatten(args)
-    signature = (fn.__name__, *static, treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves),
+    signature = (fn.__name__, *static, treedef,
+                 tuple((jnp.shape(x), jnp.result_type(x), getattr(x, "sharding", None)) for x in leaves),
+                 tuple(getattr(jax.config, name) for name in _TRACE_CONFIG),
                  tuple(sorted(compiler_options.items())))
     compiled = cache.get(signature)
     if compiled is None:
@@ -821,6 +845,8 @@ def simulate(
     _check_absorbing(model, regime, path, stop_when_absorbed, compact, devices, checkpoint)
     schedule = as_schedule(num_samples)
     sizes = schedule.sizes(num_generations)
+    if isinstance(schedule, Explicit):  # the sizes this run uses: sizes beyond num_generations do not make another run
+        schedule = Explicit(tuple(int(m) for m in sizes))
     if path == "exact" and not has_exact_path(model):
         raise ValueError(f"path='exact': model {type(model).__name__} has no sufficient-statistic sampler; "
                          "use path='sample'")
@@ -1124,7 +1150,8 @@ def simulate(
     if compact:
         metadata["support_schedule"] = support_schedule
     if hasattr(model, "result_notes"):  # a model's own reading of its summaries: numerical limits reached, ...
-        notes = list(model.result_notes(merged["summary"], path, np.asarray(sizes)))
+        notes = list(model.result_notes(merged["summary"], path, **_hook_kwargs(
+            model.result_notes, sizes=np.asarray(sizes), regime=regime)))
         if notes:
             metadata["notes"] = notes
             for note in notes:

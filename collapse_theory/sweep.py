@@ -35,7 +35,9 @@ the regime have one, else the sample path (a grid over ``regime = ["replace", "a
 each regime on its fastest path). The index records the path each cell ran.
 
 ``quantiles``, ``metrics`` and the ``*_options`` tables are taken as given (a list there is a value, not an
-axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes.
+axis), except that list values *inside* ``model_options`` / ``regime_options`` are axes. A cell of explicit
+per-generation sizes (:class:`~collapse_theory.schedules.Explicit`) is a list inside the ``num_samples`` axis:
+``num_samples = [[10, 20, 30], 5]`` is one cell with M_t = 10, 20, 30 and one with M = 5.
 
 Output: one result file per cell (``cell_0000.npz`` + ``.json``) and ``index.json`` listing every cell's parameters,
 file and status (rewritten atomically after each cell). Cells that share a compiled program — same model, regime,
@@ -243,23 +245,26 @@ def _cell_fingerprint(cell: dict) -> str:
     return json.dumps({"params": _io.to_jsonable(cell), "x64": bool(jax.config.jax_enable_x64)}, sort_keys=True)
 
 
-def _check_kept(path: Path, cell: dict, index: int) -> None:
+def _check_kept(path: Path, cell: dict, index: int) -> list[str]:
     """Refuse to keep a cell file that another spec (or x64 setting) wrote: resuming must not mix runs. The record
     read is the one inside the ``.npz`` (the data's own): the ``.json`` sidecar is written after it, so an
-    interruption between the two writes can leave a sidecar of the previous run beside new data."""
+    interruption between the two writes can leave a sidecar of the previous run beside new data. Returns the
+    warnings the kept run recorded."""
     import numpy as np
 
     try:
         with np.load(path, allow_pickle=False) as f:
-            saved = json.loads(str(f["meta"]))["metadata"].get("sweep_params")
+            metadata = json.loads(str(f["meta"]))["metadata"]
+        saved = metadata.get("sweep_params")
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
-        saved = None
+        metadata, saved = {}, None
     want = _cell_fingerprint(cell)
     if saved != want:
         raise ValueError(
             f"resume: {path.name} (cell {index}) was written for other parameters than this spec's cell {index} "
             f"({'no record in ' + path.name if saved is None else 'recorded ' + saved}; this spec: {want}); "
             f"use another --out folder, or delete the stale cell files to recompute them")
+    return list(metadata.get("warnings", []))
 
 
 def _group_cost(cells: list[dict], members: list[int]) -> float:
@@ -303,7 +308,9 @@ def _run_cell(i: int, cell: dict, out_dir: Path, *, resume: bool, progress: bool
     path = out_dir / f"cell_{i:04d}.npz"
     entry = {"index": i, "file": path.name, "params": cell}
     if resume and path.exists():
-        _check_kept(path, cell, i)
+        kept = _check_kept(path, cell, i)
+        if kept:
+            entry["warnings"] = kept
         entry["status"] = "done (kept)"
         return entry
     with _cell_context(i, cell), warnings.catch_warnings(record=True) as caught:

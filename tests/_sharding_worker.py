@@ -80,6 +80,22 @@ def case_gaussian_sample_dim2():
         del os.environ[distributed.ALLOW_CPU_LAPACK]
 
 
+def case_compiler_options_across_device_sets():
+    """Runs compiled ahead of time with ``compiler_options`` on other device sets (one device, another device,
+    two devices in either order, then none) each compile their own program: a cache keyed on shapes and dtypes
+    alone handed the first run's executable to the next and failed ("compiled for input shardings that disagree").
+    Every result equals the unsharded one bit for bit."""
+    from collapse_theory.simulate import FAST_COMPILE
+
+    devices = jax.devices()
+    kw = dict(num_chains=C, num_generations=G, num_samples=M, path="exact", quantiles=QUANTILES, trajectories=True,
+              compiler_options=FAST_COMPILE)
+    model = Gaussian(dim=1, ddof=1)
+    base = simulate(5, model, Replace(), **kw)
+    for chosen in ([devices[1]], [devices[0], devices[1]], [devices[1], devices[0]], None):
+        assert_same(base, simulate(5, model, Replace(), devices=chosen, **kw))
+
+
 def case_lapack_guard():
     """Four CPU devices on at most four cores and a program with batched LAPACK calls (a 10-D Gaussian's QR):
     refused with a ValueError before it runs (without the guard it hangs on 2 cores: distributed.py); with more

@@ -159,6 +159,10 @@ def test_check_json_is_strict_json(tmp_path, monkeypatch):
     (empirical,) = json.loads(path.read_text(), parse_constant=refuse)
     assert empirical["theory"] is None and empirical["z"] is None and empirical["passed"] is None
     assert empirical["simulation"] == 0.5 and empirical["kind"] == "empirical"
+    # rows read back from the file format again (a null is a dash, not a TypeError)
+    table = checks.format_table([theorem, empirical])
+    assert "FAIL" in table and "EMPIRICAL" in table
+    assert checks.format_markdown([theorem, empirical]).count("**FAIL**") == 1
 
 
 def test_the_text_table_states_each_checks_formula_once():

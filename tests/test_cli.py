@@ -71,6 +71,8 @@ def test_run_gaussian_options_metrics_and_quantiles(tmp_path):
     # E log σ̂² of the first fit = log 4 + ψ(49/2) + log(2/49): the truth's variance reached the simulation
     expected = np.log(4.0) + special.digamma(49 / 2) + np.log(2 / 49)
     assert abs(res.mean("log_variance")[0] - expected) < 4 * res.se("log_variance")[0]
+    # the chains' means stay around the truth's: μ̂_2 − 3 has sd √(2·4/50) = 0.4 per chain, 0.006 over 4000
+    assert abs(float(np.mean(res.final_params["mean"])) - 3.0) < 0.05
     # the fitted tail mass sits near the truth's own P(|Z| > 2) = 0.0455 (k = 3 would give 0.0027)
     assert abs(res.mean("tail_mass")[0] - 2 * stats.norm.sf(2.0)) < 0.01
     assert main(["run", "--ddof", "1", "--quantiles", "none", "--num-chains", "8", "--num-generations", "2",

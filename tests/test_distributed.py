@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_sharding_worker.py"
 FAST = ("gaussian_exact", "gaussian_sample", "regression_sample", "indivisible_error", "sharded_output",
-        "resume_across_devices", "lapack_guard")
+        "resume_across_devices", "lapack_guard", "compiler_options_across_device_sets")
 SLOW = ("gaussian_sample_accumulate", "gaussian_sample_dim2", "regression_exact", "padded")
 
 

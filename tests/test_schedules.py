@@ -33,8 +33,9 @@ def test_sequence_equals_linear_schedule_bit_for_bit(path, regime):
     linear = simulate(3, model, regime, num_samples=Linear(first=10, slope=1), path=path, **KW)
     for given in ([10, 11, 12, 13], np.array([10, 11, 12, 13]), (10, 11, 12, 13, 99)):  # extra sizes are unused
         _same(simulate(3, model, regime, num_samples=given, path=path, **KW), linear)
-    res = simulate(3, model, regime, num_samples=[10, 11, 12, 13], path=path, **KW)
-    assert res.config["num_samples"] == {"values": [10, 11, 12, 13], "schedule": "Explicit"}
+    for given in ([10, 11, 12, 13], [10, 11, 12, 13, 99]):  # the sizes used are recorded, not the unused ones
+        res = simulate(3, model, regime, num_samples=given, path=path, **KW)
+        assert res.config["num_samples"] == {"values": [10, 11, 12, 13], "schedule": "Explicit"}
 
 
 def test_explicit_is_hashable_and_serialisable():
@@ -63,6 +64,9 @@ def test_resume_with_the_same_sizes_and_not_others(tmp_path):
                      **kw)
     assert again.metadata["resumed_from_generation"] == 4
     _same(again, full)
+    longer = simulate(2, Gaussian(dim=1, ddof=1), num_samples=[4, 6, 9, 13, 20], checkpoint=ckpt, resume=True,
+                      **kw)  # a size past num_generations is unused: the same run
+    _same(longer, full)
     with pytest.raises(ValueError, match=r"config.num_samples"):
         simulate(2, Gaussian(dim=1, ddof=1), num_samples=[4, 6, 9, 14], checkpoint=ckpt, resume=True, **kw)
 

@@ -591,6 +591,28 @@ def test_singular_first_fit_warns_and_gives_the_singular_values(path):
     assert np.all(res.trajectories["log_det_ratio"][1:] == -np.inf)
 
 
+def test_lost_digits_note_spares_only_the_laws_own_minus_inf():
+    """``Gaussian.result_notes`` reads a log-scale mean that turns −inf after finite values as digits lost on the
+    sample path, except where the law itself puts it there: a generation with M_t <= d under a regime that fits
+    each generation's draws alone (Replace, AccumulateSubsample, also inside a Gate). Under FreshFraction (fresh
+    real rows restore the rank) or Accumulate (the pool keeps it) the note stays. Catches a note that is always
+    or never spared, and the engine's call of a hook written without the newer keyword arguments."""
+    from collapse_theory.regimes import Accumulate, Gate
+
+    model = Gaussian(dim=3, ddof=0)
+    summary = {"log_det_ratio": {"mean": np.array([-0.5, -np.inf, -np.inf])}}
+    sizes = np.array([6, 2, 6])
+    for regime, spared in ((Replace(), True), (AccumulateSubsample(), True), (Gate(Replace(), lambda x: True), True),
+                           (FreshFraction(0.5), False), (Accumulate(), False), (None, False)):
+        notes = model.result_notes(summary, "sample", sizes=sizes, regime=regime)
+        assert (notes == []) is spared, (regime, notes)
+    assert model.result_notes(summary, "sample", sizes=np.array([6, 6, 6]), regime=Replace())  # digits: noted
+    from collapse_theory.simulate import _hook_kwargs
+
+    assert _hook_kwargs(lambda summary, path: None, sizes=1, regime=2) == {}
+    assert _hook_kwargs(lambda summary, path, **kw: None, sizes=1, regime=2) == {"sizes": 1, "regime": 2}
+
+
 def test_power_law_negative_exponent():
     """M_t = round(M_1 t^p) with p < 0 would shrink to 0 samples (and NaN p is meaningless): refused by name."""
     with pytest.raises(ValueError, match="exponent"):

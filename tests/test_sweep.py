@@ -229,6 +229,9 @@ def test_sweep_records_singular_fits_per_cell_and_counts_them_once(tmp_path):
     assert "warnings" not in SimulationResult.load(tmp_path / "cell_0002.npz").metadata
     assert index["notes"] == [lines[-1]] and lines[-1].startswith("2 of 4 cells fit a Gaussian to M_t <= d points "
                                                                    "(cells 0-1)")
+    resumed = run_sweep(spec, tmp_path, resume=True)  # kept cells bring their recorded warnings along
+    assert [c.get("warnings") for c in resumed["cells"]] == [c.get("warnings") for c in index["cells"]]
+    assert resumed["notes"] == index["notes"]
 
 
 def test_sweep_workers_give_the_one_process_results(tmp_path):
@@ -332,7 +335,6 @@ def test_side_by_side_sweep_keeps_the_first_share_and_hands_the_others_to_the_wo
     (threads stand in for the worker). Catches the workers offered this process's share too."""
     import concurrent.futures
     import threading
-    import time
 
     from collapse_theory import sweep
 
@@ -344,10 +346,14 @@ def test_side_by_side_sweep_keeps_the_first_share_and_hands_the_others_to_the_wo
             offered.append((initializer, initargs[0]))
             super().__init__(max_workers=max_workers)
 
+    took_one = threading.Event()
+
     def fake_group(members, *args):
         here.append(sorted(os.sched_getaffinity(0)))
-        if threading.current_thread() is not threading.main_thread():
-            time.sleep(0.5)  # the pool's groups take a while, or its thread could take every group first
+        if threading.current_thread() is threading.main_thread():
+            took_one.set()
+        else:  # a pool group ends only once this process has taken one, or its thread could take them all first
+            took_one.wait(timeout=30)
         return [{"index": i} for i in members], 1, None
 
     monkeypatch.setattr(sweep, "_worker_group", fake_group)

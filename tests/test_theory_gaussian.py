@@ -367,6 +367,7 @@ def test_det_ratio_refuses_m_not_above_d_unless_asked():
                                rtol=1e-13)
     with pytest.raises(ValueError, match="singular="):
         g.expected_det_ratio(1, 10, 3, singular="nan")
+    assert g.expected_det_ratio(0, 3, 5) == 1.0  # the truth itself: no fit, nothing singular
 
 
 # --------------------------------------------------------------------------
@@ -635,8 +636,10 @@ def test_errors_name_the_allowed_range(call, match):
 
 def test_log_variance_quantiles_closed_forms_and_errors():
     """At n = 1 the exact law is log(χ²_{M−1}/f): the inversion must match ``scipy.stats.chi2.ppf`` to 1e-11 (M = 2,
-    the most skewed, to 10⁴); n = 0 is log σ² itself; a constant sequence of sizes equals the constant M; σ²
-    shifts every quantile by log σ²; and bad levels and sizes are refused by name."""
+    the most skewed, to 10⁴), and to 1e-6 standard deviations at the extreme levels 1e-9 and 1 − 1e-9 (a
+    log-gamma difference in place of the cumulant series missed by 2e-4 sd at M = 10⁴); n = 0 is log σ² itself;
+    a constant sequence of sizes equals the constant M; σ² shifts every quantile by log σ²; and bad levels and
+    sizes are refused by name."""
     from scipy import stats
 
     levels = np.array([0.001, 0.05, 0.5, 0.95, 0.999])
@@ -646,6 +649,10 @@ def test_log_variance_quantiles_closed_forms_and_errors():
                 continue
             np.testing.assert_allclose(g.log_variance_quantiles(1, m, levels, ddof=ddof),
                                        np.log(stats.chi2.ppf(levels, m - 1) / (m - ddof)), rtol=0, atol=1e-11)
+            extreme = np.array([1e-9, 1 - 1e-9])
+            sd = np.sqrt(g.variance_of_log_variance(1, m, ddof))
+            np.testing.assert_allclose(g.log_variance_quantiles(1, m, extreme, ddof=ddof) / sd,
+                                       np.log(stats.chi2.ppf(extreme, m - 1) / (m - ddof)) / sd, rtol=0, atol=1e-6)
     n = np.array([0, 1, 7, 30])
     same = g.log_variance_quantiles(n, 12, levels, ddof=1)
     np.testing.assert_allclose(g.log_variance_quantiles(n, [12] * 30, levels, ddof=1), same, rtol=0, atol=1e-12)
@@ -653,7 +660,7 @@ def test_log_variance_quantiles_closed_forms_and_errors():
     np.testing.assert_allclose(g.log_variance_quantiles(n, 12, levels, ddof=1, sigma2=3.0), same + np.log(3.0),
                                rtol=0, atol=1e-12)
     assert g.log_variance_quantiles(n, 12, 0.5).shape == (4,) and g.log_variance_quantiles(3, 12, 0.5).shape == ()
-    for bad in (0.0, 1.0, float("nan"), [[0.5]], []):
+    for bad in (0.0, 1.0, 1e-10, 1 - 1e-10, float("nan"), [[0.5]], []):
         with pytest.raises(ValueError, match="levels"):
             g.log_variance_quantiles(2, 10, bad)
     with pytest.raises(ValueError, match="num_samples"):

@@ -254,13 +254,18 @@ def _number_cells(r: dict, dash: str, fail: str) -> tuple[str, ...]:
     """Theory, simulation, SE, z, verdict and planted z of one row as text (an empirical row has no theory, z or
     planted z: ``dash``; its verdict is EMPIRICAL); shared by the plain-text and Markdown tables."""
     empirical = r.get("kind") == "empirical"
+
+    def number(key: str, spec: str) -> str:  # rows read back from --json have null for a NaN or an infinity
+        value = r.get(key)
+        return dash if value is None else format(value, spec)
+
     return (
-        dash if empirical else f"{r['theory']:.6g}",
-        f"{r['simulation']:.6g}",
-        f"{r['se']:.2g}",
-        dash if empirical else f"{r['z']:+.2f}",
+        dash if empirical else number("theory", ".6g"),
+        number("simulation", ".6g"),
+        number("se", ".2g"),
+        dash if empirical else number("z", "+.2f"),
         "EMPIRICAL" if empirical else ("PASS" if r["passed"] else fail),
-        dash if empirical else f"{r['planted_z']:+.1f}",
+        dash if empirical else number("planted_z", "+.1f"),
     )
 
 

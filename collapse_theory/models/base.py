@@ -69,9 +69,10 @@ Exact path (families with sufficient statistics), in addition:
   unbatched value a ``lax.cond`` can branch on, so that a costly fallback (the Gaussian's QR where its Gram
   matrix is too ill-conditioned) runs only in batches that need it. Each chain must still choose its own result
   from its own flag: a chain's result may not depend on the other chains of its batch.
-* optional ``result_notes(summary, path, sizes) -> list[str]``: the model's reading of a finished run's summaries
-  (``{metric: {"mean": (G,), ...}}``), e.g. a numerical limit the sample path reached; ``simulate`` raises each
-  note as a ``RuntimeWarning`` and records them in ``metadata["notes"]``.
+* optional ``result_notes(summary, path, sizes=None, regime=None) -> list[str]``: the model's reading of a
+  finished run's summaries (``{metric: {"mean": (G,), ...}}``, with the run's M_t and regime where the hook takes
+  them), e.g. a numerical limit the sample path reached; ``simulate`` raises each note as a ``RuntimeWarning`` and
+  records them in ``metadata["notes"]``.
 """
 
 from __future__ import annotations

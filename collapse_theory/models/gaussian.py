@@ -424,15 +424,21 @@ class Gaussian:
         del params
         return GaussianParams(stats.mean, stats.factor, stats.log_scale - 0.5 * jnp.log(stats.count - self.ddof))
 
-    def result_notes(self, summary: dict, path: str, sizes) -> list[str]:
+    def result_notes(self, summary: dict, path: str, sizes=None, regime=None) -> list[str]:
         """Warnings for ``simulate`` to raise, on the sample path. A metric whose mean over chains is NaN: some chain
         was fitted to a training set of total weight <= ddof (a :class:`~collapse_theory.regimes.Gate` can leave
         one), which has no fit. A log-scale metric whose mean over chains was finite and later reaches −inf means
         some chain's fit became exactly singular (zero variance in some direction) by losing digits, not by the law
         (which has log det > −inf at every finite t): the refit of raw samples keeps about 7 (float32) or 16
-        (float64) digits, so a spread below |mean|·eps is lost. Not when a generation up to then drew too few
-        points for a regular fit (``sizes``: M_t <= d for the determinant, M_t = 1 for a variance or trace), which
-        :meth:`check_sizes` has warned of: that −inf is the law's."""
+        (float64) digits, so a spread below |mean|·eps is lost. Not when, under a regime that fits each
+        generation's draws alone (``Replace``, ``AccumulateSubsample``, also inside a ``Gate``), a generation up
+        to then drew too few points for a regular fit (``sizes``: M_t <= d for the determinant, M_t = 1 for a
+        variance or trace), which :meth:`check_sizes` has warned of: that −inf is the law's. (A first fit on too
+        few points is −inf from the start, which this note never reads as lost digits.)"""
+        from ..regimes import AccumulateSubsample, Replace
+
+        inner = getattr(regime, "inner", regime)
+        own_draws = isinstance(inner, (Replace, AccumulateSubsample)) and sizes is not None
         if path != "sample":
             return []
         notes = []
@@ -457,7 +463,7 @@ class Gaussian:
             lost = np.flatnonzero(np.isneginf(mean))
             if np.isfinite(mean[0]) and lost.size:
                 too_few = self.dim if name == "log_det_ratio" else 1
-                if not np.any(np.asarray(sizes)[: lost[0] + 1] <= too_few):  # else singular by construction
+                if not (own_draws and np.any(np.asarray(sizes)[: lost[0] + 1] <= too_few)):  # else the law's
                     first[name] = int(lost[0]) + 1
         if not first:
             return notes
