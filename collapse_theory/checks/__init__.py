@@ -81,6 +81,9 @@ class Check:
         quick mode and the full run; a plain tuple lists the values the rows take (fit indices, or one value per
         sub-run); anything else is the one value every row that names the key has. ``collapse-theory list`` prints
         them (:func:`format_params`).
+      task: the worker task of ``check --jobs N`` that runs it (default: its family). Checks that share cached
+        simulations must share a task; a family's checks that share none may be split, so that no one task
+        holds up the others (the strong-collapse checks, the VAE image check).
     """
 
     name: str
@@ -91,6 +94,7 @@ class Check:
     run: Callable[[bool, int], list[Measurement]]
     empirical: bool = False
     params: dict = dataclasses.field(default_factory=dict, hash=False)
+    task: str | None = None
 
 
 CHECKS: dict[str, Check] = {}
@@ -218,31 +222,34 @@ def run_checks(names: list[str], *, quick: bool = False, seed: int = 0, z_max: f
     return rows
 
 
-_SLOWEST_FAMILIES_FIRST = ("regression", "vae", "gaussian", "ngram", "categorical", "gmm", "kde")
+_SLOWEST_TASKS_FIRST = ("gaussian", "regression", "vae-images", "categorical", "regression-mixing", "gmm", "kde",
+                        "vae", "ngram")
+"""Worker tasks by their quick-mode time, cold, on 2 cores (15, 14, 13, 12, 10, 5, 4, 4, 3 s): each free worker
+takes the next, so the last ones to start are short."""
 
 
 def run_checks_parallel(checks: list[Check], jobs: int, *, quick: bool = False, seed: int = 0,
                         z_max: float = DEFAULT_Z, worker_init=None, worker_args=(), progress=None) -> list[dict]:
-    """:func:`run_checks` with the checks of each family in one task, ``jobs`` worker processes (spawned, so each
-    has its own JAX runtime; ``worker_init(*worker_args)`` configures it). Checks of one family share cached
-    simulations, so a family is never split. Rows come back in the order of ``checks``; every row is the same as
-    a serial run's (each check derives its keys from ``seed`` alone)."""
+    """:func:`run_checks` with the checks of each task (:attr:`Check.task`, default the family) in one job,
+    ``jobs`` worker processes (spawned, so each has its own JAX runtime; ``worker_init(*worker_args)`` configures
+    it). Checks of one task share cached simulations, so a task is never split. Rows come back in the order of
+    ``checks``; every row is the same as a serial run's (each check derives its keys from ``seed`` alone)."""
     import concurrent.futures
     import multiprocessing
 
-    families: dict[str, list[str]] = {}
+    tasks: dict[str, list[str]] = {}
     for c in checks:
-        families.setdefault(c.family, []).append(c.name)
-    # the longest families first, so that the pool's last tasks are short ones (measured on 2 cores, quick mode)
-    order = {family: i for i, family in enumerate(_SLOWEST_FAMILIES_FIRST)}
-    families = dict(sorted(families.items(), key=lambda item: order.get(item[0], len(order))))
-    if jobs <= 1 or len(families) <= 1:
+        tasks.setdefault(c.task or c.family, []).append(c.name)
+    # the longest tasks first, so that the pool's last tasks are short ones (measured on 2 cores, quick mode)
+    order = {task: i for i, task in enumerate(_SLOWEST_TASKS_FIRST)}
+    tasks = dict(sorted(tasks.items(), key=lambda item: order.get(item[0], len(order))))
+    if jobs <= 1 or len(tasks) <= 1:
         return run_checks([c.name for c in checks], quick=quick, seed=seed, z_max=z_max, progress=progress)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(families)), mp_context=context,
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context,
                                                 initializer=worker_init, initargs=worker_args) as pool:
-        futures = {family: pool.submit(run_checks, names, quick=quick, seed=seed, z_max=z_max, progress=progress)
-                   for family, names in families.items()}
+        futures = {task: pool.submit(run_checks, names, quick=quick, seed=seed, z_max=z_max, progress=progress)
+                   for task, names in tasks.items()}
         by_name: dict[str, list[dict]] = {}
         for future in futures.values():
             for row in future.result():

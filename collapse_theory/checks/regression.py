@@ -251,6 +251,7 @@ def _mixture_noise(quick, seed):
 register(Check(
     name="strong-collapse-noise-term",
     family="regression",
+    task="regression-mixing",  # shares no simulation with the chain checks: its own worker task
     reference=STRONG + " (exact noise term, derived)",
     formula="δ = 0: E ||ŵ − w1||² = (p1 σ1² + p2 σ2²) d/(n − d − 1) (ridgeless, isotropic)",
     planted="the asymptotic (p1 σ1² + p2 σ2²) φ/(1 − φ) = … d/(n − d)",
@@ -285,6 +286,7 @@ def _mixture_shift_and_error(quick, seed):
 register(Check(
     name="strong-collapse-mean-shift",
     family="regression",
+    task="regression-mixing",  # shares no simulation with the chain checks: its own worker task
     reference=STRONG + " (E[(XᵀX)⁻¹X2ᵀX2] = p2 I, derived, exact)",
     formula="E <ŵ − w1, δ> = p2 ||δ||² (the fit moves a fraction p2 of the way to the shifted weights)",
     planted="p2² ||δ||² (the plateau's square)",
@@ -326,6 +328,7 @@ MIXTURE_APPROX_REL = 0.005
 register(Check(
     name="strong-collapse-error",
     family="regression",
+    task="regression-mixing",  # shares no simulation with the chain checks: its own worker task
     reference=STRONG + ", Cor. 1 and its derived first-order form (deterministic equivalent, ≈)",
     formula="E_test ≈ (p1σ1² + p2σ2²) d/(n−d−1) + ||δ||² (p2² + p1 p2 φ/(1−φ)), φ = d/n = 0.1, d = 100 "
             "(approximation: it runs about 0.2 % high here, about one full-mode SE, so z divides by the SE combined "

@@ -162,6 +162,7 @@ def _image_rows(quick, seed):
 register(Check(
     name="vae-shapes-tail-loss",
     family="vae",
+    task="vae-images",  # shares no simulation with the linear VAE check: its own worker task
     reference="Shumailov et al. Nature 631 (2024), VAE experiments (tails washed away); empirical here",
     formula="none claimed: rare classes' share of generated images and held-out negative ELBO",
     planted="-",
