@@ -277,12 +277,7 @@ def _hook_kwargs(hook, **offered) -> dict:
 def _metrics_take_names(model_type: type) -> bool:
     """Whether ``model_type.metrics`` accepts ``names=``, the metric names a run asks for: a model may then leave
     the others out of the program (the Gaussian's W2, KL and tail metrics); any model may ignore it."""
-    import inspect
-
-    try:
-        return "names" in inspect.signature(model_type.metrics).parameters
-    except (TypeError, ValueError):
-        return False
+    return "names" in _hook_kwargs(model_type.metrics, names=None)
 
 
 def _generation_body(plan: _Plan, root, t_start, sizes, truth, real_data, reference, chains):

@@ -652,9 +652,10 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
     else:
         _run_groups_side_by_side(workers, members_of, cells, out_dir, resume, record_cell, record_group,
                                  pin_cpus=pin_cpus)
-    write_index()
+    from .models.gaussian import SingularFitWarning
+
     singular = [e["index"] for e in entries if e is not None
-                and any(w.startswith("SingularFitWarning") for w in e.get("warnings", ()))]
+                and any(w.startswith(SingularFitWarning.__name__) for w in e.get("warnings", ()))]
     if singular:
         message = (f"{len(singular)} of {len(cells)} cells fit a Gaussian to M_t <= d points (cells "
                    f"{_ranges(singular)}): singular covariances by construction (det_ratio 0, log_det_ratio -inf, "
@@ -662,7 +663,7 @@ def run_sweep(spec, out_dir, *, devices=None, resume: bool = False, progress: bo
         if log is not None:
             log(message)
         index["notes"] = [message]
-        write_index()
+    write_index()
     return index
 
 
